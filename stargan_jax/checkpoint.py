@@ -1,0 +1,117 @@
+"""Orbax checkpoints: the only module that imports orbax.
+
+A checkpoint step directory holds three items:
+  * ``state``: the ``TrainState`` (G and D params, both Adam states, step);
+  * ``data``: the input iterators' positions (JSON), so a resume sees the
+    same batches an uninterrupted run would;
+  * ``meta``: what the checkpoint *is* (label layout with names, image size,
+    model sizes, seed, the full config), so evaluation and translation need no
+    training flags and a mismatched config is refused before any array is read.
+
+Orbax writes each step into a temporary directory and renames it only once
+complete, so a process killed during a save leaves the previous checkpoints
+intact and no partial step that ``latest_step`` would pick up.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+# Meta fields that must agree between a checkpoint and the config restoring it.
+_MUST_MATCH = ('image_size', 'g_dim', 'cls_dim', 'g_conv_dim', 'd_conv_dim', 'g_repeat_num',
+               'd_repeat_num')
+
+
+class CheckpointMismatchError(ValueError):
+  pass
+
+
+class Checkpointer:
+
+  def __init__(self, directory: str, keep: int = 3, create: bool = True):
+    self.directory = os.path.abspath(os.path.expanduser(directory))
+    if not create and not os.path.isdir(self.directory):
+      raise FileNotFoundError(f'no checkpoint directory at {self.directory}')
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=create)
+    self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self._manager.all_steps())
+
+  def save(self, step: int, state, meta: dict, data_state: dict | None = None,
+           wait: bool = False) -> None:
+    items = {'state': ocp.args.StandardSave(state), 'meta': ocp.args.JsonSave(meta)}
+    if data_state is not None:
+      items['data'] = ocp.args.JsonSave(data_state)
+    self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+    if wait:
+      self._manager.wait_until_finished()
+
+  def _resolve(self, step: int | None) -> int:
+    if step is None:
+      step = self.latest_step()
+      if step is None:
+        raise FileNotFoundError(f'no checkpoint found in {self.directory}')
+    elif step not in self.all_steps():
+      raise FileNotFoundError(f'no checkpoint for step {step} in {self.directory}; '
+                              f'available steps: {self.all_steps()}')
+    return step
+
+  def restore_meta(self, step: int | None = None) -> tuple[int, dict]:
+    step = self._resolve(step)
+    out = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    return step, out['meta']
+
+  def restore(self, abstract_state, meta: dict | None = None, step: int | None = None,
+              with_data: bool = True) -> tuple[Any, dict, dict | None]:
+    """Restores (state, meta, data_state); checks ``meta`` against the saved one first."""
+    step, saved_meta = self.restore_meta(step)
+    if meta is not None:
+      check_compatible(saved_meta, meta, os.path.join(self.directory, str(step)))
+    items = {'state': ocp.args.StandardRestore(abstract_state)}
+    has_data = with_data and 'data' in self._item_names(step)
+    if has_data:
+      items['data'] = ocp.args.JsonRestore()
+    out = self._manager.restore(step, args=ocp.args.Composite(**items))
+    return out['state'], saved_meta, (out['data'] if has_data else None)
+
+  def _item_names(self, step: int) -> list[str]:
+    path = os.path.join(self.directory, str(step))
+    return os.listdir(path) if os.path.isdir(path) else []
+
+  def wait(self):
+    self._manager.wait_until_finished()
+
+  def close(self):
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+def check_compatible(saved: dict, current: dict, where: str) -> None:
+  """Raises CheckpointMismatchError naming every differing value."""
+  diffs = []
+  for key in _MUST_MATCH:
+    if key in saved and key in current and saved[key] != current[key]:
+      diffs.append(f'{key}: checkpoint has {saved[key]}, current config has {current[key]}')
+  saved_names = [d['names'] for d in saved.get('layout', {}).get('datasets', [])]
+  cur_names = [d['names'] for d in current.get('layout', {}).get('datasets', [])]
+  if saved_names and cur_names and saved_names != cur_names:
+    diffs.append(f'labels: checkpoint has {saved_names}, current config has {cur_names}')
+  if diffs:
+    raise CheckpointMismatchError(f'checkpoint {where} does not match the current configuration:\n  '
+                                  + '\n  '.join(diffs))
+
+
+def abstract_like(state, sharding=None):
+  """ShapeDtypeStructs (with a sharding) for restoring into ``state``'s structure."""
+  def to_struct(x):
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding if sharding is not None
+                                else getattr(x, 'sharding', None))
+  return jax.tree_util.tree_map(to_struct, state)

@@ -1,0 +1,177 @@
+"""Training state and the two pure step functions, ``d_step`` and ``g_step``.
+
+No parallelism code lives here: the trainer wraps each step in ``jax.jit``
+with shardings and donation. Randomness comes only from
+``fold_in(fold_in(base_key, iteration), dataset_index)``, so a resumed run
+draws exactly the numbers an uninterrupted one would.
+
+``state.step`` counts completed iterations. It is advanced by the D step of
+the last dataset (every iteration has one D step per dataset); a G step of
+that iteration, which runs after it, therefore looks back one iteration to
+recover the same key and hence the same target labels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from stargan_jax import config as config_lib
+from stargan_jax import labels as labels_lib
+from stargan_jax import losses
+from stargan_jax import models
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array  # completed iterations, int32
+  g_params: Any
+  d_params: Any
+  g_opt_state: Any
+  d_opt_state: Any
+
+
+def lr_schedule(cfg: config_lib.OptimConfig, base_lr: float) -> Callable[[Any], Any]:
+  """Learning rate as a function of the iteration number (traceable)."""
+  total, decay = cfg.num_iters, cfg.num_iters_decay
+  start = total - decay
+  if cfg.lr_schedule == 'constant' or decay <= 0:
+    return lambda it: jnp.asarray(base_lr, jnp.float32)
+  if cfg.lr_schedule == 'linear':
+    # Paper: constant, then linearly to 0 over the last `decay` iterations.
+    return lambda it: base_lr * jnp.clip((total - it) / decay, 0.0, 1.0).astype(jnp.float32)
+  if cfg.lr_schedule == 'reference':
+    # Reference code: after iteration i (1-based) with i % u == 0 and i > start,
+    # lr -= base_lr / decay; the new lr applies from the next iteration on.
+    u = cfg.lr_update_step
+
+    def fn(it):
+      it = jnp.asarray(it, jnp.int32)
+      updates = jnp.maximum(it // u - start // u, 0)
+      return (base_lr - base_lr / decay * updates).astype(jnp.float32)
+
+    return fn
+  raise ValueError(f"lr_schedule must be 'linear', 'reference' or 'constant', got {cfg.lr_schedule!r}")
+
+
+def make_optimizers(cfg: config_lib.OptimConfig):
+  """Adam for G and D; each optimiser's own update count mapped to iterations."""
+  d_sched = lr_schedule(cfg, cfg.d_lr)
+  g_sched = lr_schedule(cfg, cfg.g_lr)
+  n = cfg.n_critic
+  # G's k-th update (0-based) happens in iteration k*n + n - 1.
+  g_tx = optax.adam(lambda count: g_sched(count * n + n - 1), cfg.beta1, cfg.beta2, eps=1e-8)
+  d_tx = optax.adam(d_sched, cfg.beta1, cfg.beta2, eps=1e-8)
+  return g_tx, d_tx
+
+
+@dataclasses.dataclass(frozen=True)
+class StarGAN:
+  """The two networks, the label layout and the loss weights; no state."""
+
+  G: models.Generator
+  D: models.Discriminator
+  layout: labels_lib.LabelLayout
+  image_size: int
+  g_tx: optax.GradientTransformation
+  d_tx: optax.GradientTransformation
+  lambda_cls: float = 1.0
+  lambda_rec: float = 10.0
+  lambda_gp: float = 10.0
+
+  @classmethod
+  def from_config(cls, cfg: config_lib.Config, layout: labels_lib.LabelLayout) -> 'StarGAN':
+    dtype = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}.get(cfg.model.dtype)
+    if dtype is None:
+      raise ValueError(f"model dtype must be 'float32' or 'bfloat16', got {cfg.model.dtype!r}")
+    g = models.Generator(cfg.model.g_conv_dim, layout.g_dim, cfg.model.g_repeat_num, dtype)
+    d = models.Discriminator(cfg.data.image_size, cfg.model.d_conv_dim, layout.cls_dim,
+                             cfg.model.d_repeat_num, dtype)
+    g_tx, d_tx = make_optimizers(cfg.optim)
+    return cls(g, d, layout, cfg.data.image_size, g_tx, d_tx, cfg.loss.lambda_cls,
+               cfg.loss.lambda_rec, cfg.loss.lambda_gp)
+
+  def init(self, key) -> TrainState:
+    g_key, d_key = jax.random.split(key)
+    g_params = models.init_params(self.G, g_key, self.image_size)
+    d_params = models.init_params(self.D, d_key, self.image_size)
+    return TrainState(jnp.zeros((), jnp.int32), g_params, d_params, self.g_tx.init(g_params),
+                      self.d_tx.init(d_params))
+
+  # -------------------------------------------------------------------------
+
+  def _targets(self, base_key, iteration, dataset: int, c_org):
+    """c_trg (the batch's labels permuted) and the GP's alpha for one iteration."""
+    key = jax.random.fold_in(jax.random.fold_in(base_key, iteration), dataset)
+    perm_key, alpha_key = jax.random.split(key)
+    c_trg = c_org[jax.random.permutation(perm_key, c_org.shape[0])]
+    alpha = jax.random.uniform(alpha_key, (c_org.shape[0], 1, 1, 1), jnp.float32)
+    return c_trg, alpha
+
+  def _cls_loss(self, out_cls, c, dataset: int):
+    start, stop = self.layout.cls_slice(dataset)
+    return losses.classification_loss(out_cls[:, start:stop], c, self.layout.specs[dataset].kind)
+
+  def d_step(self, state: TrainState, batch, base_key, dataset: int = 0):
+    """One D update on a batch of dataset ``dataset``; changes only D (and step)."""
+    x_real, c_org = batch['image'], batch['label']
+    c_trg, alpha = self._targets(base_key, state.step, dataset, c_org)
+    g_trg = self.layout.embed(dataset, c_trg, jnp)
+    x_fake = jax.lax.stop_gradient(self.G.apply(state.g_params, x_real, g_trg))
+
+    def loss_fn(d_params):
+      out_src_real, out_cls_real = self.D.apply(d_params, x_real)
+      out_src_fake, _ = self.D.apply(d_params, x_fake)
+      loss_real = losses.critic_real_loss(out_src_real)
+      loss_fake = losses.critic_fake_loss(out_src_fake)
+      loss_cls = self._cls_loss(out_cls_real, c_org, dataset)
+      loss_gp = losses.gradient_penalty(lambda x: self.D.apply(d_params, x)[0], x_real, x_fake,
+                                        alpha)
+      loss = loss_real + loss_fake + self.lambda_cls * loss_cls + self.lambda_gp * loss_gp
+      return loss, {'D/loss_real': loss_real, 'D/loss_fake': loss_fake, 'D/loss_cls': loss_cls,
+                    'D/loss_gp': loss_gp}
+
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(state.d_params)
+    updates, d_opt_state = self.d_tx.update(grads, state.d_opt_state, state.d_params)
+    d_params = optax.apply_updates(state.d_params, updates)
+    last = dataset == self.layout.num_datasets - 1
+    return state.replace(step=state.step + int(last), d_params=d_params,
+                         d_opt_state=d_opt_state), metrics
+
+  def g_step(self, state: TrainState, batch, base_key, dataset: int = 0):
+    """One G update, after this iteration's D step on the same batch; changes only G.
+
+    Gradients are taken with respect to G's parameters only: D's weights are
+    constants here, so (unlike the reference) no D weight gradients are
+    computed.
+    """
+    x_real, c_org = batch['image'], batch['label']
+    last = dataset == self.layout.num_datasets - 1
+    iteration = state.step - int(last)  # the last D step of the iteration advanced it
+    c_trg, _ = self._targets(base_key, iteration, dataset, c_org)
+    g_org = self.layout.embed(dataset, c_org, jnp)
+    g_trg = self.layout.embed(dataset, c_trg, jnp)
+
+    def loss_fn(g_params):
+      x_fake = self.G.apply(g_params, x_real, g_trg)
+      out_src, out_cls = self.D.apply(state.d_params, x_fake)
+      x_rec = self.G.apply(g_params, x_fake, g_org)
+      loss_fake = -losses.critic_fake_loss(out_src)
+      loss_cls = self._cls_loss(out_cls, c_trg, dataset)
+      loss_rec = losses.reconstruction_loss(x_real, x_rec)
+      loss = loss_fake + self.lambda_rec * loss_rec + self.lambda_cls * loss_cls
+      return loss, {'G/loss_fake': loss_fake, 'G/loss_rec': loss_rec, 'G/loss_cls': loss_cls}
+
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(state.g_params)
+    updates, g_opt_state = self.g_tx.update(grads, state.g_opt_state, state.g_params)
+    g_params = optax.apply_updates(state.g_params, updates)
+    return state.replace(g_params=g_params, g_opt_state=g_opt_state), metrics
+
+  def translate(self, g_params, x, c):
+    """G(x, c) with c already in G's label layout."""
+    return self.G.apply(g_params, x, c)

@@ -1,0 +1,260 @@
+"""The training loop and test-time grid writing.
+
+Owns the device mesh: parameters and optimiser states are replicated, every
+batch is sharded over a 1-D ``data`` axis of all devices of all hosts, and
+each host builds the global batch from its own share
+(``jax.make_array_from_process_local_data``). The step functions themselves
+(``steps.py``) contain no parallelism code. Only process 0 prints, writes
+TensorBoard scalars and sample images; checkpoints are saved collectively.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import jax
+import numpy as np
+from absl import logging
+
+from stargan_jax import checkpoint as ckpt_lib
+from stargan_jax import config as config_lib
+from stargan_jax import input_pipeline
+from stargan_jax import labels as labels_lib
+from stargan_jax import metric_writer
+from stargan_jax import models
+from stargan_jax import pixel_eval
+from stargan_jax import sampling
+from stargan_jax import steps
+
+
+def make_mesh(devices=None) -> jax.sharding.Mesh:
+  devices = jax.devices() if devices is None else devices
+  # Auto axes: the label permutation gathers along the sharded batch axis and
+  # XLA inserts the collectives; this is decided here, once.
+  return jax.sharding.Mesh(np.asarray(devices), ('data',),
+                           axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def checkpoint_meta(cfg: config_lib.Config, layout: labels_lib.LabelLayout) -> dict:
+  return {
+      'layout': layout.to_dict(),
+      'image_size': cfg.data.image_size,
+      'g_dim': layout.g_dim,
+      'cls_dim': layout.cls_dim,
+      'g_conv_dim': cfg.model.g_conv_dim,
+      'd_conv_dim': cfg.model.d_conv_dim,
+      'g_repeat_num': cfg.model.g_repeat_num,
+      'd_repeat_num': cfg.model.d_repeat_num,
+      'seed': cfg.run.seed,
+      'config': cfg.to_dict(),
+  }
+
+
+class Trainer:
+  """Builds data, model, state and compiled steps for a config and a workdir."""
+
+  def __init__(self, cfg: config_lib.Config, workdir: str, devices=None):
+    self.cfg = cfg
+    self.workdir = os.path.abspath(os.path.expanduser(workdir))
+    self.is_main = jax.process_index() == 0
+    self.datasets = [
+        input_pipeline.open_dataset(name, cfg.data.data_dir, cfg.data.image_size,
+                                    attrs=cfg.data.attrs, manual_dir=cfg.data.manual_dir,
+                                    # in joint runs --attrs applies to the attribute datasets
+                                    attrs_apply_to_categorical=len(cfg.data.datasets) == 1)
+        for name in cfg.data.datasets]
+    self.layout = labels_lib.LabelLayout(tuple(d.spec for d in self.datasets))
+    self.model = steps.StarGAN.from_config(cfg, self.layout)
+    self.mesh = make_mesh(devices)
+    n_dev = self.mesh.devices.size
+    if cfg.data.batch_size % n_dev:
+      raise ValueError(f'--batch_size={cfg.data.batch_size} must be divisible by the number of '
+                       f'devices ({n_dev})')
+    P = jax.sharding.PartitionSpec
+    self.replicated = jax.sharding.NamedSharding(self.mesh, P())
+    self.batch_sharding = jax.sharding.NamedSharding(self.mesh, P('data'))
+    root = jax.random.key(cfg.run.seed)
+    self.init_key, self.step_key = jax.random.fold_in(root, 0), jax.random.fold_in(root, 1)
+    self.init_fn = jax.jit(self.model.init, out_shardings=self.replicated)
+    self.d_step = jax.jit(self.model.d_step, static_argnums=3, donate_argnums=0,
+                          out_shardings=(self.replicated, self.replicated))
+    self.g_step = jax.jit(self.model.g_step, static_argnums=3, donate_argnums=0,
+                          out_shardings=(self.replicated, self.replicated))
+    self.translate_fn = jax.jit(self.model.translate)
+    self.meta = checkpoint_meta(cfg, self.layout)
+    self.checkpointer = ckpt_lib.Checkpointer(os.path.join(self.workdir, 'checkpoints'),
+                                              keep=cfg.run.keep_checkpoints)
+
+  # -- data ------------------------------------------------------------------
+
+  def train_iterators(self):
+    c = self.cfg
+    return [input_pipeline.train_iterator(
+        d, c.data.batch_size, c.run.seed + 1000 * i, process_index=jax.process_index(),
+        process_count=jax.process_count(), num_threads=c.data.num_threads)
+            for i, d in enumerate(self.datasets)]
+
+  def to_global(self, local_batch: dict) -> dict:
+    return {k: jax.make_array_from_process_local_data(self.batch_sharding, v)
+            for k, v in local_batch.items()}
+
+  # -- state -----------------------------------------------------------------
+
+  def init_state(self) -> steps.TrainState:
+    return self.init_fn(self.init_key)
+
+  def abstract_state(self):
+    return jax.eval_shape(self.model.init, self.init_key)
+
+  def restore(self, step: int | None = None, with_data: bool = True):
+    abstract = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.replicated),
+        self.abstract_state())
+    return self.checkpointer.restore(abstract, self.meta, step, with_data)
+
+  def param_counts(self, state=None) -> tuple[int, int]:
+    state = self.abstract_state() if state is None else state
+    return models.count_params(state.g_params), models.count_params(state.d_params)
+
+  # -- training --------------------------------------------------------------
+
+  def train(self, resume: bool = False, num_iters: int | None = None) -> steps.TrainState:
+    cfg = self.cfg
+    total = cfg.optim.num_iters if num_iters is None else num_iters
+    iterators = self.train_iterators()
+    existing = self.checkpointer.latest_step()
+    if existing is not None and not resume:
+      raise FileExistsError(
+          f'{self.checkpointer.directory} already holds checkpoints (latest step {existing}); '
+          f'pass --resume to continue that run or choose another --workdir')
+    if resume and existing is not None:
+      state, _, data_state = self.restore()
+      if data_state is not None:
+        for it, s in zip(iterators, data_state['iterators']):
+          it.set_state(s)
+      self._log(f'Resumed from step {int(state.step)} in {self.checkpointer.directory}')
+    else:
+      state = self.init_state()
+    start = int(state.step)
+    g_count, d_count = self.param_counts(state)
+    self._log(f'G parameters: {g_count:,}  D parameters: {d_count:,}  devices: '
+              f'{jax.device_count()} ({jax.devices()[0].platform}), hosts: {jax.process_count()}')
+
+    writer = metric_writer.MetricWriter(os.path.join(self.workdir, 'tensorboard'), self.is_main)
+    fixed = [self._fixed_batch(d) for d in self.datasets]
+    pending: dict[str, Any] = {}
+    t0, it0 = time.time(), start
+    for it in range(start, total):
+      for i, it_ds in enumerate(iterators):
+        batch = self.to_global(next(it_ds))
+        state, d_metrics = self.d_step(state, batch, self.step_key, i)
+        pending.update(self._tag(d_metrics, i))
+        if (it + 1) % cfg.optim.n_critic == 0:
+          state, g_metrics = self.g_step(state, batch, self.step_key, i)
+          pending.update(self._tag(g_metrics, i))
+      done = it + 1
+      if done % cfg.run.log_every == 0 or done == total:
+        values = jax.device_get(pending)  # the only host sync of the loop
+        rate = (done - it0) / max(time.time() - t0, 1e-9)
+        eta = (total - done) / max(rate, 1e-9)
+        self._log(f'Iteration [{done}/{total}] {rate:.2f} it/s, ETA {_hms(eta)} | ' +
+                  ', '.join(f'{k}: {float(v):.4f}' for k, v in sorted(values.items())))
+        if self.is_main:
+          writer.scalars(done, values)
+      if done % cfg.run.sample_every == 0 or done == total:
+        self.write_samples(state, fixed, os.path.join(self.workdir, 'samples',
+                                                      f'{done:06d}-images.png'))
+      if done % cfg.run.checkpoint_every == 0 or done == total:
+        data_state = {'iterators': [it_ds.get_state() for it_ds in iterators]}
+        self.checkpointer.save(done, state, self.meta, data_state)
+    self.checkpointer.wait()
+    writer.close()
+    return state
+
+  def _tag(self, metrics: dict, dataset: int) -> dict:
+    if self.layout.num_datasets == 1:
+      return metrics
+    name = self.layout.specs[dataset].dataset
+    return {f'{name}/{k}': v for k, v in metrics.items()}
+
+  def _log(self, msg: str) -> None:
+    if self.is_main:
+      print(msg, flush=True)
+      logging.info(msg)
+
+  # -- sampling and evaluation -----------------------------------------------
+
+  def _fixed_batch(self, dataset: input_pipeline.Dataset) -> dict:
+    return next(input_pipeline.eval_batches(dataset, self.cfg.run.num_samples))
+
+  def _translate_np(self, g_params, x, c):
+    return np.asarray(self.translate_fn(g_params, np.asarray(x), np.asarray(c, np.float32)))
+
+  def write_samples(self, state, fixed: list, path: str) -> list[str]:
+    """One grid per dataset: rows = fixed test images, columns = input + every domain."""
+    paths = []
+    for i, batch in enumerate(fixed):
+      cols = sampling.translation_columns(self._translate_np, state.g_params, self.layout, i,
+                                          batch['image'], batch['label'])
+      p = path if len(fixed) == 1 else path.replace('.png', f'-{self.layout.specs[i].dataset}.png')
+      if self.is_main:
+        sampling.save_png(sampling.grid(cols), p)
+      paths.append(p)
+    return paths
+
+  def test(self, step: int | None = None, out_dir: str | None = None, limit: int | None = None):
+    """Writes translation grids for the test split of every dataset (``--mode=test``)."""
+    state, meta, _ = self.restore(step, with_data=False)
+    out_dir = out_dir or os.path.join(self.workdir, 'results')
+    written = []
+    for i, d in enumerate(self.datasets):
+      for k, batch in enumerate(input_pipeline.eval_batches(d, self.cfg.run.num_samples,
+                                                            limit=limit)):
+        cols = sampling.translation_columns(self._translate_np, state.g_params, self.layout, i,
+                                            batch['image'], batch['label'])
+        name = f'{k + 1:04d}-images.png' if len(self.datasets) == 1 else f'{d.name}-{k + 1:04d}-images.png'
+        if self.is_main:
+          written.append(sampling.save_png(sampling.grid(cols), os.path.join(out_dir, name)))
+    self._log(f'Wrote {len(written)} grids from step {int(state.step)} to {out_dir}')
+    return written
+
+  def pixel_accuracy(self, state, limit: int | None = None) -> dict | None:
+    """Pixel-reader translation accuracy on the test split (built-in datasets only)."""
+    if not all(d.name in pixel_eval.READABLE for d in self.datasets):
+      return None
+    results = {}
+    for i, d in enumerate(self.datasets):
+      batches = input_pipeline.eval_batches(d, 100, limit=limit)
+      results[d.name] = pixel_eval.evaluate(self._translate_np, state.g_params, self.layout,
+                                            batches, dataset=i)
+    return results
+
+
+def _hms(seconds: float) -> str:
+  seconds = int(seconds)
+  return f'{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'
+
+
+def train_and_evaluate(cfg: config_lib.Config, workdir: str, resume: bool = False) -> dict:
+  trainer = Trainer(cfg, workdir)
+  state = trainer.train(resume=resume)
+  summary = {'step': int(state.step)}
+  if cfg.run.eval_at_end:
+    acc = trainer.pixel_accuracy(state)
+    if acc is not None:
+      summary['pixel_accuracy'] = acc
+      for src, per_target in acc.items():
+        for trg, r in per_target.items():
+          trainer._log(
+              f'Test split, {src} -> {trg} domains ({r["translations"]} translations): '
+              f'target reached {r["target_accuracy"]:.1%}, all labels right '
+              f'{r["all_labels_accuracy"]:.1%}, content preserved {r["content_preserved"]:.1%}, '
+              f'target reached with content preserved {r["success"]:.1%}')
+      if trainer.is_main:
+        with open(os.path.join(trainer.workdir, 'pixel_accuracy.json'), 'w') as f:
+          json.dump(acc, f, indent=2)
+  trainer.checkpointer.close()
+  return summary
