@@ -70,7 +70,7 @@ def open_dataset(name: str, data_dir: str, image_size: int, attrs: Sequence[str]
   builder = registry.get_builder(name, data_dir, image_size, manual_dir)
   if not builder.is_prepared():
     if prepare and (name in registry.AUTO_PREPARE or manual_dir is not None):
-      registry.prepare(name, data_dir, image_size, manual_dir)
+      builder = registry.prepare(name, data_dir, image_size, manual_dir)
     else:
       raise FileNotFoundError(
           f'dataset {name!r} at {image_size} px is not prepared in {data_dir!r} '
