@@ -49,6 +49,20 @@ def is_image_file(name: str) -> bool:
   return name.lower().endswith(IMAGE_EXTENSIONS) and not os.path.basename(name).startswith('.')
 
 
+def images_under(path: str) -> list[str]:
+  """Image paths relative to ``path``, found recursively like torchvision's ImageFolder.
+
+  '/'-separated, sorted, hidden files and folders skipped.
+  """
+  out = []
+  for root, dirs, files in os.walk(path):
+    dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
+    rel = os.path.relpath(root, path)
+    out.extend(f if rel == '.' else f'{rel}/{f}'.replace(os.sep, '/')
+               for f in sorted(files) if is_image_file(f))
+  return out
+
+
 def some(names: Iterable[str], k: int = 5) -> str:
   """'a, b, c and 7 more': a few names of a possibly long list, for error messages."""
   names = sorted(names)

@@ -189,7 +189,7 @@ class CelebAFiles:
     return found
 
 
-def find_files(manual_dir: str | None) -> CelebAFiles:
+def find_files(manual_dir: str | None, image_size: int = 128) -> CelebAFiles:
   """Finds the attribute file and the images in any known layout, or says what is expected."""
   attr = images = None
   if manual_dir and os.path.isdir(manual_dir):
@@ -207,7 +207,7 @@ def find_files(manual_dir: str | None) -> CelebAFiles:
     raise _common.LayoutError(
         f'CelebA: {missing} not found in --manual_dir ({_common.describe_dir(manual_dir)}). '
         f'Expected:\n{EXPECTED_LAYOUT}\nthen run: '
-        f'{_common.build_command("celeba", manual_dir=manual_dir or "DIR")}')
+        f'{_common.build_command("celeba", image_size, manual_dir or "DIR")}')
   return CelebAFiles(attr, images)
 
 
@@ -271,7 +271,7 @@ class CelebA(_common.LocalFilesBuilder):
   def _split_generators(self, dl_manager):
     del dl_manager
     self.record_build_options()
-    files = find_files(self._manual_dir)
+    files = find_files(self._manual_dir, self.builder_config.image_size)
     names, rows = read_attr_file(files.attr_file)
     if names != CELEBA_ATTRIBUTES:
       raise ValueError(f'{files.attr_file}: the header is not CelebA\'s 40 attributes '

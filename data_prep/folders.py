@@ -75,17 +75,6 @@ def _subdirs(path: str) -> list[str]:
           if not d.startswith('.') and os.path.isdir(os.path.join(path, d))]
 
 
-def _images_under(path: str) -> list[str]:
-  """Image paths relative to ``path`` (recursive, '/'-separated, sorted)."""
-  out = []
-  for root, dirs, files in os.walk(path):
-    dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
-    rel = os.path.relpath(root, path)
-    out.extend(f if rel == '.' else f'{rel}/{f}'.replace(os.sep, '/')
-               for f in sorted(files) if _common.is_image_file(f))
-  return out
-
-
 def _check_names(names, what: str, where: str) -> None:
   bad = [n for n in names if not NAME_RE.match(n)]
   if bad:
@@ -94,9 +83,9 @@ def _check_names(names, what: str, where: str) -> None:
 
 
 def find_layout(manual_dir: str | None, attr_file: str | None = None,
-                dataset: str = 'folder:NAME') -> Layout:
+                dataset: str = 'folder:NAME', image_size: int = 128) -> Layout:
   """Which layout ``manual_dir`` is in, its classes or attributes; or a clear error."""
-  command = _common.build_command(dataset, manual_dir=manual_dir or 'DIR')
+  command = _common.build_command(dataset, image_size, manual_dir or 'DIR')
   if not manual_dir or not os.path.isdir(manual_dir):
     raise _common.LayoutError(f'image folder: --manual_dir must be a folder of your images '
                               f'({_common.describe_dir(manual_dir)}). Expected:\n'
@@ -156,14 +145,14 @@ def class_splits(layout: Layout, test_fraction=None, test_count=None):
     if layout.layout == 'class_folders_split':
       for split in out:
         folder = os.path.join(layout.root, split, c)
-        paths = _images_under(folder)
+        paths = _common.images_under(folder)
         if not paths:
           raise ValueError(f'class folder {folder} holds no images (files ending in '
                            f'{", ".join(_common.IMAGE_EXTENSIONS)})')
         out[split].extend((f'{split}/{c}/{p}', label) for p in paths)
     else:
       folder = os.path.join(layout.root, c)
-      paths = _images_under(folder)
+      paths = _common.images_under(folder)
       if not paths:
         raise ValueError(f'class folder {folder} holds no images (files ending in '
                          f'{", ".join(_common.IMAGE_EXTENSIONS)})')
@@ -177,7 +166,7 @@ def class_splits(layout: Layout, test_fraction=None, test_count=None):
 def attribute_splits(layout: Layout, test_fraction=None, test_count=None):
   """{'train'|'test': [(relative path, {name: 0/1})]} for an attribute-file layout."""
   names, rows = _read_attributes(layout.attr_file)
-  images = _images_under(layout.root)
+  images = _common.images_under(layout.root)
   celeba.check_rows_match_images(layout.attr_file, (n for n, _ in rows), layout.root, images)
   train, test = _common.split_names([n for n, _ in rows], test_fraction, test_count,
                                     what=layout.attr_file)
@@ -227,7 +216,8 @@ class ImageFolder(_common.LocalFilesBuilder):
 
   def layout(self) -> Layout:
     if self._layout is None:
-      self._layout = find_layout(self._manual_dir, self._attr_file, self.dataset_name)
+      self._layout = find_layout(self._manual_dir, self._attr_file, self.dataset_name,
+                                 self.builder_config.image_size)
     return self._layout
 
   def build_options(self) -> dict | None:

@@ -74,20 +74,7 @@ def make_config(image_size: int = 128) -> RaFDConfig:
                     description=f'RaFD expressions, {image_size} px')
 
 
-def _has_images(path: str) -> bool:
-  return any(_common.is_image_file(f) for _, _, files in os.walk(path) for f in files)
-
-
-def _images_under(path: str) -> list[str]:
-  """Image paths under a folder (recursively, like torchvision's ImageFolder), sorted."""
-  out = []
-  for root, dirs, files in os.walk(path):
-    dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
-    out.extend(os.path.join(root, f) for f in sorted(files) if _common.is_image_file(f))
-  return out
-
-
-def find_layout(manual_dir: str | None) -> tuple[str, str]:
+def find_layout(manual_dir: str | None, image_size: int = 128) -> tuple[str, str]:
   """-> ('reference' | 'raw', root folder), or an error showing the expected layouts."""
   if manual_dir and os.path.isdir(manual_dir):
     for root in (os.path.join(manual_dir, 'RaFD'), os.path.join(manual_dir, 'rafd'), manual_dir):
@@ -98,7 +85,7 @@ def find_layout(manual_dir: str | None) -> tuple[str, str]:
   raise _common.LayoutError(
       f'RaFD: no images in a known layout in --manual_dir ({_common.describe_dir(manual_dir)}). '
       f'Expected:\n{EXPECTED_LAYOUT}\nthen run: '
-      f'{_common.build_command("rafd", manual_dir=manual_dir or "DIR")}')
+      f'{_common.build_command("rafd", image_size, manual_dir or "DIR")}')
 
 
 def reference_split(root: str) -> dict[str, list[tuple[str, int]]]:
@@ -115,7 +102,8 @@ def reference_split(root: str) -> dict[str, list[tuple[str, int]]]:
                        f'{_common.some(set(classes) - set(EXPRESSIONS)) or "none"}')
     out[split] = []
     for label, c in enumerate(classes):
-      paths = _images_under(os.path.join(split_dir, c))
+      folder = os.path.join(split_dir, c)
+      paths = [os.path.join(folder, p) for p in _common.images_under(folder)]
       if not paths:
         raise ValueError(f'class folder {os.path.join(split_dir, c)} holds no images (files '
                          f'ending in {", ".join(_common.IMAGE_EXTENSIONS)})')
@@ -132,7 +120,7 @@ def parse_raw_name(name: str) -> dict | None:
           'expression': expression.lower(), 'gaze': gaze}
 
 
-def test_people(people, test_fraction: float | None = None) -> list[int]:
+def pick_test_people(people, test_fraction: float | None = None) -> list[int]:
   """The test people: ``n = max(1, round(fraction * P))`` evenly spaced sorted person ids."""
   people = sorted(set(people))
   frac = _common.DEFAULT_TEST_FRACTION if test_fraction is None else test_fraction
@@ -163,7 +151,7 @@ def raw_split(root: str, angles=DEFAULT_ANGLES,
   if missing:
     raise ValueError(f'no images of expression(s) {", ".join(missing)} in {root} at camera '
                      f'angles {list(angles)}; every expression needs images')
-  test = set(test_people([p['person'] for p in kept.values()], test_fraction))
+  test = set(pick_test_people([p['person'] for p in kept.values()], test_fraction))
   out = {'train': [], 'test': []}
   for f in sorted(kept):
     p = kept[f]
@@ -189,7 +177,7 @@ class RaFD(_common.LocalFilesBuilder):
 
   def layout(self) -> tuple[str, str]:
     if self._layout is None:
-      self._layout = find_layout(self._manual_dir)
+      self._layout = find_layout(self._manual_dir, self.builder_config.image_size)
     return self._layout
 
   def crop_size(self) -> int | None:

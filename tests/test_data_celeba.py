@@ -117,7 +117,7 @@ def test_missing_manual_files_show_the_layout_and_the_command(tmp_path):
   msg = str(e.value)
   assert 'list_attr_celeba.txt and the images not found' in msg
   assert 'MANUAL_DIR/celeba/images/000001.jpg' in msg and 'img_align_celeba.zip' in msg
-  assert f'python -m data_prep.build --dataset=celeba --image_size=128 --manual_dir=' \
+  assert f'python -m data_prep.build --dataset=celeba --image_size=32 --manual_dir=' \
          f'{tmp_path / "manual"}' in msg
   # Images without the attribute file.
   D.write_jpeg(str(tmp_path / 'manual' / 'img_align_celeba' / '000001.jpg'),

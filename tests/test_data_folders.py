@@ -136,7 +136,7 @@ def test_folder_bad_input(tmp_path):
   with pytest.raises(_common.LayoutError) as e:
     registry.prepare('folder:mine', str(tmp_path / 'tfds'), 32, manual_dir=str(tmp_path / 'no'))
   assert 'MANUAL_DIR/<class>/*.jpg' in str(e.value) and 'list_attr.txt' in str(e.value)
-  assert 'python -m data_prep.build --dataset=folder:mine --image_size=128' in str(e.value)
+  assert 'python -m data_prep.build --dataset=folder:mine --image_size=32' in str(e.value)
   # An empty class folder.
   manual = D.write_class_folders(str(tmp_path / 'm'), ('a', 'b', 'c'), per_class=3)
   for f in os.listdir(os.path.join(manual, 'b')):

@@ -63,9 +63,9 @@ def test_raw_release_names_and_the_person_split(tmp_path):
   assert rafd.parse_raw_name('IMG_0001.jpg') is None
   # 67 people as in the paper: 7 test people, evenly spaced through the sorted ids.
   people = list(range(1, 74))[:67]
-  assert rafd.test_people(people) == [5, 15, 24, 34, 44, 53, 63]
-  assert rafd.test_people([1, 2, 3, 5]) == [3]  # round(0.4) = 0 -> at least one person
-  assert rafd.test_people(range(10), test_fraction=0.2) == [2, 7]
+  assert rafd.pick_test_people(people) == [5, 15, 24, 34, 44, 53, 63]
+  assert rafd.pick_test_people([1, 2, 3, 5]) == [3]  # round(0.4) = 0 -> at least one person
+  assert rafd.pick_test_people(range(10), test_fraction=0.2) == [2, 7]
 
 
 def test_raw_release_builds_with_no_person_in_both_splits(tmp_path):
@@ -107,7 +107,7 @@ def test_rafd_bad_input(tmp_path):
     registry.prepare('rafd', str(tmp_path / 'tfds'), 32, manual_dir=str(empty))
   assert 'MANUAL_DIR/RaFD/train/<expression>/*.jpg' in str(e.value)
   assert 'Rafd090_01_Caucasian_female_angry_frontal.jpg' in str(e.value)
-  assert f'python -m data_prep.build --dataset=rafd --image_size=128 --manual_dir={empty}' in \
+  assert f'python -m data_prep.build --dataset=rafd --image_size=32 --manual_dir={empty}' in \
       str(e.value)
   # An empty class folder.
   base = D.write_rafd_reference(str(tmp_path / 'ref'), 1, 1)
