@@ -163,7 +163,7 @@ def eval_batches(dataset: Dataset, batch_size: int, split: str = 'test', limit: 
   n = len(source) if limit is None else min(limit, len(source))
   ds = grain.MapDataset.source(source)[:n].map(_ToExample(dataset))
   ds = ds.batch(batch_size, drop_remainder=False).map(_normalize)
-  yield from ds.to_iter_dataset(grain.ReadOptions(num_threads=4, prefetch_buffer_size=2))
+  yield from ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=2))
 
 
 def iterator_state(it) -> bytes:

@@ -6,7 +6,7 @@ Defaults are the built-in demo (procedural dataset, 32 px, minutes on a CPU);
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from stargan_jax import config as config_lib
 
@@ -50,6 +50,7 @@ F.DEFINE_integer('log_every', None, 'Iterations between progress lines.')
 F.DEFINE_integer('sample_every', None, 'Iterations between sample grids.')
 F.DEFINE_integer('checkpoint_every', None, 'Iterations between checkpoints.')
 F.DEFINE_integer('keep_checkpoints', None, 'Checkpoints kept.')
+F.DEFINE_integer('num_samples', None, 'Images (rows) per sample / test grid.')
 F.DEFINE_bool('eval_at_end', None, 'Measure pixel-reader accuracy after training.')
 FLAGS = flags.FLAGS
 
@@ -60,7 +61,7 @@ _FIELDS = {
               'n_critic'),
     'loss': ('lambda_cls', 'lambda_rec', 'lambda_gp'),
     'run': ('seed', 'log_every', 'sample_every', 'checkpoint_every', 'keep_checkpoints',
-            'eval_at_end'),
+            'num_samples', 'eval_at_end'),
 }
 
 
@@ -86,6 +87,9 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   if not FLAGS.workdir:
     raise app.UsageError('--workdir is required (where checkpoints and samples go)')
+  if not FLAGS['verbosity'].present:
+    # Orbax and TFDS log every file operation at INFO; progress is printed.
+    logging.set_verbosity(logging.WARNING)
   from stargan_jax import train  # after flag parsing: keeps --help fast
   cfg = config_from_flags()
   if FLAGS.mode == 'train':

@@ -1,0 +1,70 @@
+"""Losses against known values."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from stargan_jax import losses
+
+
+def test_gradient_penalty_of_linear_critic():
+  # D_src(x) = <w, x> per sample: grad of the summed output is w for every sample.
+  w = jax.random.normal(jax.random.key(0), (4, 4, 3))
+  critic = lambda x: jnp.sum(x * w, axis=(1, 2, 3))
+  x_real = jax.random.normal(jax.random.key(1), (5, 4, 4, 3))
+  x_fake = jax.random.normal(jax.random.key(2), (5, 4, 4, 3))
+  alpha = jax.random.uniform(jax.random.key(3), (5, 1, 1, 1))
+  gp = losses.gradient_penalty(critic, x_real, x_fake, alpha)
+  expected = (float(jnp.linalg.norm(w)) - 1.0) ** 2
+  np.testing.assert_allclose(float(gp), expected, rtol=1e-5)
+
+
+def test_gradient_penalty_is_per_sample():
+  # Critic 2 * x for sample 0's pixels and 0.5 * x ... : norms differ per sample.
+  def critic(x):
+    scale = jnp.array([1.0, 3.0])[:, None, None, None]
+    return jnp.sum(x * scale, axis=(1, 2, 3))
+  x = jnp.zeros((2, 2, 2, 1))
+  gp = losses.gradient_penalty(critic, x, x, jnp.full((2, 1, 1, 1), 0.5))
+  # sample norms: sqrt(4)*1 = 2 and sqrt(4)*3 = 6 -> mean((1)^2, (5)^2) = 13
+  np.testing.assert_allclose(float(gp), 13.0, rtol=1e-6)
+
+
+def test_critic_losses():
+  assert float(losses.critic_real_loss(jnp.array([[1.0], [3.0]]))) == -2.0
+  assert float(losses.critic_fake_loss(jnp.array([[1.0], [3.0]]))) == 2.0
+
+
+def test_attribute_cls_loss_sums_attributes_means_batch():
+  logits = jnp.array([[0.0, 2.0], [-1.0, 0.5]])
+  labels = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+  def bce(z, y):
+    p = 1 / (1 + math.exp(-z))
+    return -(y * math.log(p) + (1 - y) * math.log(1 - p))
+  expected = (bce(0, 1) + bce(2, 0) + bce(-1, 0) + bce(0.5, 1)) / 2
+  np.testing.assert_allclose(float(losses.attribute_cls_loss(logits, labels)), expected, rtol=1e-6)
+
+
+def test_categorical_cls_loss():
+  logits = jnp.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+  labels = jnp.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+  lse = math.log(math.exp(1) + math.exp(2) + math.exp(3))
+  expected = ((lse - 3.0) + math.log(3.0)) / 2
+  np.testing.assert_allclose(float(losses.categorical_cls_loss(logits, labels)), expected,
+                             rtol=1e-6)
+  assert float(losses.classification_loss(logits, labels, 'categorical')) == \
+      float(losses.categorical_cls_loss(logits, labels))
+
+
+def test_reconstruction_loss():
+  a = jnp.zeros((2, 2, 2, 3))
+  b = jnp.full((2, 2, 2, 3), -0.5).at[0].set(1.5)
+  assert float(losses.reconstruction_loss(a, b)) == 1.0
+
+
+def test_unknown_label_kind():
+  import pytest
+  with pytest.raises(ValueError, match='attributes'):
+    losses.classification_loss(jnp.zeros((1, 2)), jnp.zeros((1, 2)), 'multi')

@@ -1,0 +1,118 @@
+"""Networks: parameter counts (REFERENCE.md), shapes, layer semantics, initialisation."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import linen as nn
+
+from stargan_jax import models
+
+# (G label dim, D cls dim, image size) -> (G params, D params), REFERENCE.md.
+PARAM_COUNTS = [
+    ('celeba', 5, 5, 128, 8_430_528, 44_762_048),
+    ('rafd', 8, 8, 128, 8_439_936, 44_786_624),
+    ('joint', 15, 13, 128, 8_461_888, 44_827_584),
+    ('joint256', 15, 13, 256, 8_461_888, 45_147_072),
+    ('celeba256', 5, 5, 256, 8_430_528, 44_884_928),
+]
+
+
+@pytest.mark.parametrize('name,g_c,d_c,size,g_count,d_count', PARAM_COUNTS)
+def test_parameter_counts_match_reference(name, g_c, d_c, size, g_count, d_count):
+  del name
+  g = jax.eval_shape(lambda k: models.init_params(models.Generator(c_dim=g_c), k, size),
+                     jax.random.key(0))
+  d = jax.eval_shape(
+      lambda k: models.init_params(models.Discriminator(image_size=size, c_dim=d_c), k, size),
+      jax.random.key(0))
+  assert models.count_params(g) == g_count
+  assert models.count_params(d) == d_count
+
+
+def test_full_size_output_shapes():
+  g, d = models.Generator(c_dim=5), models.Discriminator(image_size=128, c_dim=5)
+  x = jax.ShapeDtypeStruct((2, 128, 128, 3), jnp.float32)
+  c = jax.ShapeDtypeStruct((2, 5), jnp.float32)
+  gp = jax.eval_shape(lambda k: models.init_params(g, k, 128), jax.random.key(0))
+  dp = jax.eval_shape(lambda k: models.init_params(d, k, 128), jax.random.key(0))
+  assert jax.eval_shape(g.apply, gp, x, c).shape == (2, 128, 128, 3)
+  src, cls = jax.eval_shape(d.apply, dp, x)
+  assert src.shape == (2, 2, 2, 1) and cls.shape == (2, 5)
+
+
+def test_no_bias_in_g_bias_in_d_trunk_only():
+  gp = jax.eval_shape(lambda k: models.init_params(models.Generator(8, 5, 1), k, 32),
+                      jax.random.key(0))
+  g_names = ['/'.join(str(getattr(p, 'key', p)) for p in path)
+             for path, _ in jax.tree_util.tree_leaves_with_path(gp)]
+  assert not any(n.endswith('bias') and 'InstanceNorm' not in n for n in g_names)
+  dp = jax.eval_shape(lambda k: models.init_params(models.Discriminator(32, 8, 5, 5), k, 32),
+                      jax.random.key(0))
+  d = dp['params']
+  assert all('bias' in d[f'Conv_{i}'] for i in range(5))
+  assert set(d['conv_src']) == {'kernel'} and set(d['conv_cls']) == {'kernel'}
+
+
+def test_tiny_forward_shapes_and_range():
+  g, d = models.Generator(8, 5, 1), models.Discriminator(32, 8, 5, 5)
+  x = jax.random.uniform(jax.random.key(1), (3, 32, 32, 3), minval=-1, maxval=1)
+  c = jnp.eye(5)[:3]
+  y = g.apply(models.init_params(g, jax.random.key(0), 32), x, c)
+  assert y.shape == x.shape and float(jnp.max(jnp.abs(y))) <= 1.0
+  src, cls = d.apply(models.init_params(d, jax.random.key(0), 32), x)
+  assert src.shape == (3, 1, 1, 1) and cls.shape == (3, 5)
+
+
+def test_label_is_tiled_and_changes_output():
+  g = models.Generator(8, 5, 1)
+  p = models.init_params(g, jax.random.key(0), 32)
+  x = jnp.zeros((1, 32, 32, 3))
+  a = g.apply(p, x, jnp.array([[1., 0, 0, 0, 0]]))
+  b = g.apply(p, x, jnp.array([[0., 1, 0, 0, 0]]))
+  assert float(jnp.max(jnp.abs(a - b))) > 1e-4
+  with pytest.raises(ValueError, match='c_dim=5'):
+    g.apply(p, x, jnp.zeros((1, 4)))
+
+
+def test_sub_pixel_transposed_conv_equals_conv_transpose():
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 16))
+  ref = nn.ConvTranspose(12, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)),
+                         transpose_kernel=True, use_bias=False)
+  params = ref.init(jax.random.key(1), x)
+  ours = models.ConvTranspose4x4(12)
+  assert jax.tree_util.tree_map(jnp.shape, ours.init(jax.random.key(1), x)) == \
+      jax.tree_util.tree_map(jnp.shape, params)
+  np.testing.assert_allclose(ours.apply(params, x), ref.apply(params, x), atol=1e-5)
+
+
+def test_instance_norm_is_per_image():
+  x = jax.random.normal(jax.random.key(0), (2, 4, 4, 3)) * jnp.array([1.0, 5.0])[:, None, None, None]
+  norm = models.InstanceNorm()
+  y = norm.apply(norm.init(jax.random.key(0), x), x)
+  np.testing.assert_allclose(jnp.mean(y, axis=(1, 2)), 0.0, atol=1e-5)
+  # biased variance, eps 1e-5
+  np.testing.assert_allclose(jnp.var(y, axis=(1, 2)), 1.0, atol=1e-3)
+  # one image's statistics do not depend on the other image
+  y0 = norm.apply(norm.init(jax.random.key(0), x), x[:1])
+  np.testing.assert_allclose(y0, y[:1], atol=1e-6)
+
+
+def test_pytorch_default_initialisation_bounds():
+  d = models.Discriminator(32, 8, 5, 5)
+  p = models.init_params(d, jax.random.key(0), 32)['params']
+  k = p['Conv_1']['kernel']  # 4 x 4 x 8 x 16
+  bound = 1 / math.sqrt(4 * 4 * 8)
+  assert float(jnp.max(jnp.abs(k))) <= bound
+  assert float(jnp.max(jnp.abs(k))) > 0.9 * bound  # uniform, not a narrow normal
+  assert float(jnp.max(jnp.abs(p['Conv_1']['bias']))) <= bound
+  assert float(jnp.max(jnp.abs(p['Conv_1']['bias']))) > 0.5 * bound
+  g = models.Generator(8, 5, 1)
+  gp = models.init_params(g, jax.random.key(0), 32)['params']
+  up = gp['ConvTranspose4x4_0']['kernel']  # 4 x 4 x out(16) x in(32): fan_in = out*k*k
+  assert float(jnp.max(jnp.abs(up))) <= 1 / math.sqrt(16 * 16)
+  assert float(jnp.max(jnp.abs(up))) > 0.9 / math.sqrt(16 * 16)
+  norm = gp['InstanceNorm_0']
+  assert float(jnp.min(norm['scale'])) == 1.0 and float(jnp.max(jnp.abs(norm['bias']))) == 0.0

@@ -1,0 +1,122 @@
+"""Step functions: what each step changes, determinism, tracing, schedules."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from stargan_jax import config as config_lib
+from stargan_jax import labels
+from stargan_jax import steps
+
+SPEC = labels.DomainSpec('procedural', ('Red', 'Green', 'Blue', 'Frame', 'Dark'),
+                         exclusive=('Red', 'Green', 'Blue'))
+
+
+def _tiny(layout=None):
+  cfg = config_lib.default_config()
+  cfg.data.image_size = 32
+  cfg.model = config_lib.ModelConfig(8, 8, 1, 5)
+  return steps.StarGAN.from_config(cfg, layout or labels.LabelLayout((SPEC,)))
+
+
+def _batch(n=4, c=5, seed=0):
+  rng = np.random.default_rng(seed)
+  return {'image': jnp.asarray(rng.uniform(-1, 1, (n, 32, 32, 3)), jnp.float32),
+          'label': jnp.asarray(np.eye(c, dtype=np.float32)[rng.integers(0, c, n)])}
+
+
+def _same(a, b):
+  return all(bool(jnp.array_equal(x, y)) for x, y in
+             zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+
+
+def test_d_step_changes_only_d_and_g_step_only_g():
+  model = _tiny()
+  state = model.init(jax.random.key(0))
+  key = jax.random.key(1)
+  after_d, metrics = jax.jit(model.d_step, static_argnums=3)(state, _batch(), key, 0)
+  assert _same(after_d.g_params, state.g_params) and _same(after_d.g_opt_state, state.g_opt_state)
+  assert not _same(after_d.d_params, state.d_params)
+  assert int(after_d.step) == 1
+  assert set(metrics) == {'D/loss_real', 'D/loss_fake', 'D/loss_cls', 'D/loss_gp'}
+  after_g, metrics = jax.jit(model.g_step, static_argnums=3)(after_d, _batch(), key, 0)
+  assert _same(after_g.d_params, after_d.d_params) and _same(after_g.d_opt_state,
+                                                             after_d.d_opt_state)
+  assert not _same(after_g.g_params, after_d.g_params)
+  assert int(after_g.step) == 1
+  assert set(metrics) == {'G/loss_fake', 'G/loss_rec', 'G/loss_cls'}
+  assert all(np.isfinite(float(v)) for v in metrics.values())
+
+
+def test_same_key_same_result_other_key_differs():
+  model = _tiny()
+  d_step = jax.jit(model.d_step, static_argnums=3)
+  state = model.init(jax.random.key(0))
+  a, _ = d_step(state, _batch(), jax.random.key(1), 0)
+  b, _ = d_step(state, _batch(), jax.random.key(1), 0)
+  c, _ = d_step(state, _batch(), jax.random.key(2), 0)
+  assert _same(a, b) and not _same(a.d_params, c.d_params)
+
+
+def test_steps_trace_once():
+  model = _tiny()
+  traces = {'d': 0, 'g': 0}
+
+  def d_fn(*args):
+    traces['d'] += 1
+    return model.d_step(*args)
+
+  def g_fn(*args):
+    traces['g'] += 1
+    return model.g_step(*args)
+
+  d_step = jax.jit(d_fn, static_argnums=3, donate_argnums=0)
+  g_step = jax.jit(g_fn, static_argnums=3, donate_argnums=0)
+  state, key = model.init(jax.random.key(0)), jax.random.key(1)
+  for i in range(4):
+    state, _ = d_step(state, _batch(seed=i), key, 0)
+    state, _ = g_step(state, _batch(seed=i), key, 0)
+  assert traces == {'d': 1, 'g': 1}
+  assert int(state.step) == 4
+
+
+def test_g_step_uses_the_same_targets_as_its_d_step():
+  model = _tiny()
+  state, key = model.init(jax.random.key(0)), jax.random.key(3)
+  c_org = _batch()['label']
+  c_d, _ = model._targets(key, state.step, 0, c_org)  # what d_step draws at step 0
+  after_d, _ = model.d_step(state, _batch(), key, 0)
+  c_g, _ = model._targets(key, after_d.step - 1, 0, c_org)  # what g_step recovers
+  np.testing.assert_array_equal(c_d, c_g)
+  # targets are the batch's own labels permuted
+  assert sorted(map(tuple, np.asarray(c_d))) == sorted(map(tuple, np.asarray(c_org)))
+
+
+def test_lr_schedules():
+  cfg = config_lib.OptimConfig(num_iters=200_000, num_iters_decay=100_000)
+  linear = steps.lr_schedule(cfg, 1e-4)
+  np.testing.assert_allclose([float(linear(i)) for i in (0, 100_000, 150_000, 200_000)],
+                             [1e-4, 1e-4, 5e-5, 0.0], rtol=1e-5, atol=1e-12)
+  cfg.lr_schedule = 'reference'
+  ref = steps.lr_schedule(cfg, 1e-4)
+  # decremented by lr/100000 after iterations 101000, 102000, ... (1-based): ends at 99.9%
+  assert float(ref(100_999)) == pytest.approx(1e-4)
+  assert float(ref(101_000)) == pytest.approx(1e-4 - 1e-9)
+  assert float(ref(199_999)) == pytest.approx(1e-4 * (1 - 99 / 100_000))
+  cfg.lr_schedule = 'nope'
+  with pytest.raises(ValueError, match='lr_schedule'):
+    steps.lr_schedule(cfg, 1e-4)
+
+
+def test_g_optimizer_schedule_counts_iterations():
+  cfg = config_lib.OptimConfig(num_iters=100, num_iters_decay=50, n_critic=5)
+  g_tx, d_tx = steps.make_optimizers(cfg)
+  params = {'w': jnp.ones(())}
+  grads = {'w': jnp.ones(())}
+  # Adam's first update has magnitude lr; G's 15th update happens in iteration 74.
+  state = g_tx.init(params)
+  for _ in range(14):
+    _, state = g_tx.update(grads, state, params)
+  upd, _ = g_tx.update(grads, state, params)
+  np.testing.assert_allclose(float(-upd['w']), 1e-4 * (100 - 74) / 50, rtol=1e-3)
