@@ -102,3 +102,16 @@ def default_config() -> Config:
   cfg.run.sample_every = 1000
   cfg.run.checkpoint_every = 2000
   return cfg
+
+
+def joint_demo_config() -> Config:
+  """The built-in joint demo (paper section 3.2, mask vector): the procedural
+  attribute dataset (CelebA's stand-in) and its categorical variant (RaFD's)
+  trained together; each iteration does a D step (and a G step when due) on a
+  batch of each."""
+  cfg = default_config()
+  cfg.data.datasets = ('procedural', 'procedural_classes')
+  return cfg
+
+
+PRESETS = {'demo': default_config, 'joint': joint_demo_config, 'paper': paper_config}

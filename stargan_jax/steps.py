@@ -59,14 +59,19 @@ def lr_schedule(cfg: config_lib.OptimConfig, base_lr: float) -> Callable[[Any], 
   raise ValueError(f"lr_schedule must be 'linear', 'reference' or 'constant', got {cfg.lr_schedule!r}")
 
 
-def make_optimizers(cfg: config_lib.OptimConfig):
-  """Adam for G and D; each optimiser's own update count mapped to iterations."""
+def make_optimizers(cfg: config_lib.OptimConfig, num_datasets: int = 1):
+  """Adam for G and D; each optimiser's own update count mapped to iterations.
+
+  Every iteration updates D once per dataset, and G once per dataset every
+  n_critic iterations, so D's k-th update is in iteration k // num_datasets
+  and G's in (k // num_datasets) * n_critic + n_critic - 1.
+  """
   d_sched = lr_schedule(cfg, cfg.d_lr)
   g_sched = lr_schedule(cfg, cfg.g_lr)
-  n = cfg.n_critic
-  # G's k-th update (0-based) happens in iteration k*n + n - 1.
-  g_tx = optax.adam(lambda count: g_sched(count * n + n - 1), cfg.beta1, cfg.beta2, eps=1e-8)
-  d_tx = optax.adam(d_sched, cfg.beta1, cfg.beta2, eps=1e-8)
+  n, m = cfg.n_critic, num_datasets
+  g_tx = optax.adam(lambda count: g_sched(count // m * n + n - 1), cfg.beta1, cfg.beta2,
+                    eps=1e-8)
+  d_tx = optax.adam(lambda count: d_sched(count // m), cfg.beta1, cfg.beta2, eps=1e-8)
   return g_tx, d_tx
 
 
@@ -92,7 +97,7 @@ class StarGAN:
     g = models.Generator(cfg.model.g_conv_dim, layout.g_dim, cfg.model.g_repeat_num, dtype)
     d = models.Discriminator(cfg.data.image_size, cfg.model.d_conv_dim, layout.cls_dim,
                              cfg.model.d_repeat_num, dtype)
-    g_tx, d_tx = make_optimizers(cfg.optim)
+    g_tx, d_tx = make_optimizers(cfg.optim, layout.num_datasets)
     return cls(g, d, layout, cfg.data.image_size, g_tx, d_tx, cfg.loss.lambda_cls,
                cfg.loss.lambda_rec, cfg.loss.lambda_gp)
 
