@@ -82,6 +82,21 @@ class Checkpointer:
     out = self._manager.restore(step, args=ocp.args.Composite(**items))
     return out['state'], saved_meta, (out['data'] if has_data else None)
 
+  def saved_shapes(self, step: int | None = None, item: str = 'state') -> dict[tuple, tuple]:
+    """{path: shape} of an item's saved arrays, from its metadata alone (no array is read).
+
+    A path is the tuple of dict keys / attribute names / indices down to the
+    array, so it compares with ``path_names`` of a live tree.
+    """
+    step = self._resolve(step)
+    reader = ocp.StandardCheckpointer()
+    try:
+      metadata = reader.metadata(os.path.join(self.directory, str(step), item))
+    finally:
+      reader.close()
+    tree = metadata.item_metadata.tree
+    return {path_names(p): tuple(x.shape) for p, x in jax.tree_util.tree_leaves_with_path(tree)}
+
   def _item_names(self, step: int) -> list[str]:
     path = os.path.join(self.directory, str(step))
     return os.listdir(path) if os.path.isdir(path) else []
@@ -107,6 +122,11 @@ def check_compatible(saved: dict, current: dict, where: str) -> None:
   if diffs:
     raise CheckpointMismatchError(f'checkpoint {where} does not match the current configuration:\n  '
                                   + '\n  '.join(diffs))
+
+
+def path_names(path) -> tuple:
+  """A jax tree path as plain names: dict keys, attribute names, sequence indices."""
+  return tuple(getattr(k, 'key', getattr(k, 'name', getattr(k, 'idx', None))) for k in path)
 
 
 def abstract_like(state, sharding=None):

@@ -1,0 +1,1 @@
+"""Scripts that reproduce the paper's figures and tables; run as ``python -m experiments.NAME``."""

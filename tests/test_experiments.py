@@ -1,0 +1,104 @@
+"""Each experiment script at a tiny size: figures and numbers written."""
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import evaluate_testdata
+
+# experiments/ is a directory of scripts next to the package, not installed.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from experiments import celeba_attribute_grid  # noqa: E402
+from experiments import common  # noqa: E402
+from experiments import rafd_expression_grid  # noqa: E402
+from experiments import table3  # noqa: E402
+from stargan_jax import labels as labels_lib  # noqa: E402
+from stargan_jax import procedural  # noqa: E402
+
+NAMES = ('Red', 'Green', 'Blue', 'Frame', 'Dark')
+
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory, data_dir):
+  return evaluate_testdata.attribute_run(tmp_path_factory, data_dir)
+
+
+@pytest.fixture(scope='module')
+def classes_run(tmp_path_factory, data_dir):
+  return evaluate_testdata.classes_checkpoint(tmp_path_factory, data_dir)
+
+
+def test_attribute_grid_columns_on_known_labels():
+  spec = labels_lib.DomainSpec('procedural', NAMES, labels_lib.ATTRIBUTES, NAMES[:3])
+  cols, _ = celeba_attribute_grid.columns(spec)
+  titles = [t for t, _ in cols]
+  assert titles == ['Red', 'Green', 'Blue', 'Frame (G)', 'Dark (A)', 'H+G', 'H+A', 'G+A', 'H+G+A']
+  c = np.array([[1, 0, 0, 0, 1], [0, 0, 1, 1, 0]], np.float32)  # red+dark, blue+frame
+  fn = dict(cols)
+  np.testing.assert_array_equal(fn['Green'](c)[0], [[0, 1, 0, 0, 1], [0, 1, 0, 1, 0]])
+  # H is the next hue after the image's own (red -> green, blue -> red).
+  np.testing.assert_array_equal(fn['H+G+A'](c)[0], [[0, 1, 0, 1, 0], [1, 0, 0, 0, 1]])
+  np.testing.assert_array_equal(fn['G+A'](c)[0], [[1, 0, 0, 1, 0], [0, 0, 1, 0, 1]])
+  celeba = labels_lib.DomainSpec('celeba', ('Black_Hair', 'Blond_Hair', 'Brown_Hair', 'Male',
+                                            'Young'), labels_lib.ATTRIBUTES)
+  assert celeba_attribute_grid.attribute_roles(celeba) == (
+      ('Black_Hair', 'Blond_Hair', 'Brown_Hair'), 'Male', 'Young')
+  with pytest.raises(ValueError, match='needs hair colours'):
+    celeba_attribute_grid.attribute_roles(labels_lib.DomainSpec('x', ('Smiling',)))
+
+
+def test_celeba_attribute_grid(run, tmp_path):
+  result = celeba_attribute_grid.run([f'--workdir={run}', f'--out={tmp_path}', '--num_images=2',
+                                      '--num_eval=4'])
+  img = Image.open(tmp_path / 'celeba_attribute_grid.png')
+  # 10 columns (input + 9) of 32 px enlarged 3x, a 22 px title row, 2 rows.
+  assert img.size == (10 * 96, 22 + 2 * 96)
+  saved = json.loads((tmp_path / 'celeba_attribute_grid.json').read_text())
+  assert saved['checkpoint_step'] == 4 and saved['reader'] == 'pixel readers'
+  assert saved['roles'] == {'hair': list(procedural.HUE_NAMES), 'gender': 'Frame', 'age': 'Dark'}
+  assert list(saved['columns'])[-1] == 'H+G+A'
+  for v in saved['columns'].values():
+    assert 0.0 <= v['target_reached'] <= 1.0 and 0.0 <= v['content_preserved'] <= 1.0
+    assert 0.0 < v['mean_abs_change'] <= 2.0 and v['images'] == 4
+  assert result['figure'].endswith('celeba_attribute_grid.png')
+
+
+def test_rafd_expression_grid(classes_run, tmp_path):
+  rafd_expression_grid.run([f'--workdir={classes_run}', f'--out={tmp_path}', '--num_images=2',
+                            '--num_eval=4'])
+  assert Image.open(tmp_path / 'rafd_expression_grid.png').size == (5 * 96, 22 + 2 * 96)
+  saved = json.loads((tmp_path / 'rafd_expression_grid.json').read_text())
+  assert list(saved['classes']) == list(procedural.CLASS_NAMES)
+  assert 0.0 <= saved['target_reached_overall'] <= 1.0
+  assert all(v['images'] == 4 for v in saved['classes'].values())
+
+
+def test_table3(run, tmp_path):
+  # The same tiny classifier settings as test_evaluate: its compiled steps are reused.
+  numbers = table3.run([f'--workdir={run}', f'--out={tmp_path}', '--limit=8',
+                        f'--classifier_dir={tmp_path / "clf"}', '--classifier_width=4',
+                        '--classifier_epochs=2', '--classifier_batch_size=16',
+                        '--classifier_train_images=32'])
+  for name in ('table3.json', 'table3.md', 'table3.png', 'evaluation/evaluation.json'):
+    assert (tmp_path / name).is_file()
+  saved = json.loads((tmp_path / 'table3.json').read_text())
+  assert saved == json.loads(json.dumps(numbers))
+  row = saved['rows'][0]
+  assert row['dataset'] == 'procedural' and row['translations'] == 8 * 5
+  assert 0.0 <= row['stargan_error'] <= 1.0 and 0.0 <= row['real_images_error'] <= 1.0
+  assert list(row['per_domain']) == list(NAMES)
+  p = saved['parameters']
+  assert p['total'] == p['G'] + p['D'] > 0
+  md = (tmp_path / 'table3.md').read_text()
+  assert '| StarGAN (paper, RaFD) | 2.12% | 53.2M x 1 |' in md
+  assert f'| {100 * row["stargan_error"]:.2f}% | {p["total"] / 1e6:.2f}M x 1 |' in md
+
+
+def test_scripts_need_a_run_or_train(tmp_path, capsys):
+  assert rafd_expression_grid.main([f'--workdir={tmp_path}']) == 2
+  assert 'pass --train' in capsys.readouterr().err
+  assert not common.has_checkpoint(str(tmp_path))
