@@ -1,0 +1,54 @@
+"""What the joint-training experiments share: reading translated images.
+
+On the built-in pair the pixel readers say whether a translation reached its
+target; on CelebA/RaFD the domain classifiers that ``python -m
+stargan_jax.evaluate`` trained and saved for each run do (run it first).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from experiments import common
+from stargan_jax import evaluate
+from stargan_jax import labels as labels_lib
+from stargan_jax import pixel_eval
+from stargan_jax import procedural
+
+
+def make_reader(loaded: evaluate.LoadedModel, dataset: int, classifier_dir: str | None = None):
+  """reader(images, c_trg, k) -> bool array: image i reads as target c_trg[i] on domain k."""
+  spec = loaded.layout.specs[dataset]
+  if spec.dataset in pixel_eval.READABLE:
+    def read(images, c_trg, k):
+      return np.array([pixel_eval._reads_as(spec, img, c, k)[0]
+                       for img, c in zip(np.asarray(images), np.asarray(c_trg))])
+    return read
+  clf = common.find_classifier(loaded, dataset, classifier_dir)
+  if clf is None:
+    raise FileNotFoundError(
+        f'no domain classifier for {spec.dataset!r} at {loaded.image_size} px: run '
+        f'python -m stargan_jax.evaluate --workdir={loaded.run_dir} first')
+
+  def read(images, c_trg, k):
+    labels = clf.predict(np.asarray(images))
+    if spec.kind == labels_lib.CATEGORICAL:
+      return labels[:, k] == 1.0
+    return labels[:, k] == np.asarray(c_trg)[:, k]
+  return read
+
+
+def content_kept(spec: labels_lib.DomainSpec, x, y) -> np.ndarray | None:
+  """Content preserved per image (built-in datasets only)."""
+  if spec.dataset not in pixel_eval.READABLE:
+    return None
+  return np.array([procedural.content_preserved(a, b) for a, b in zip(np.asarray(x),
+                                                                      np.asarray(y))])
+
+
+def spec_index(layout: labels_lib.LabelLayout, name: str) -> int:
+  for i, s in enumerate(layout.specs):
+    if s.dataset == name:
+      return i
+  raise ValueError(f'the checkpoint was trained on {[s.dataset for s in layout.specs]}, '
+                   f'not on {name!r}')

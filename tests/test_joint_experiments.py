@@ -1,0 +1,74 @@
+"""The joint-training experiment scripts (SNG vs JNT, wrong mask) at a tiny size."""
+
+import json
+import os
+
+import pytest
+from PIL import Image
+
+from experiments import joint_sng_vs_jnt
+from experiments import joint_wrong_mask
+from stargan_jax import train
+
+from conftest import tiny_config
+
+
+@pytest.fixture(scope='module')
+def runs(data_dir, tmp_path_factory):
+  root = tmp_path_factory.mktemp('joint_runs')
+  sng = train.Trainer(tiny_config(data_dir, num_iters=2), str(root / 'sng'))
+  sng.train()
+  sng.checkpointer.close()
+  jnt = train.Trainer(tiny_config(data_dir, ('procedural', 'procedural_classes'), num_iters=2),
+                      str(root / 'jnt'))
+  jnt.train()
+  jnt.checkpointer.close()
+  return str(root / 'sng'), str(root / 'jnt')
+
+
+def test_sng_vs_jnt_writes_figure_and_numbers(runs, tmp_path):
+  sng, jnt = runs
+  assert joint_sng_vs_jnt.main([f'--sng_workdir={sng}', f'--jnt_workdir={jnt}', '--limit=8',
+                                '--num_images=2', f'--out={tmp_path}']) == 0
+  result = json.load(open(tmp_path / 'joint_sng_vs_jnt.json'))
+  assert result['dataset'] == 'procedural'
+  for model in ('sng', 'jnt'):
+    assert 0.0 <= result[model]['target_reached'] <= 1.0
+    assert result[model]['images'] == 8
+    assert set(result[model]['per_domain']) == {'Red', 'Green', 'Blue', 'Frame', 'Dark'}
+  assert set(result['jnt_cross']) == {'procedural_classes'}
+  assert set(result['jnt_cross']['procedural_classes']['per_domain']) == {
+      'solid', 'hstripes', 'vstripes', 'checker'}
+  # input + SNG's 5 + JNT's 5 + 4 cross-dataset columns, 2 rows (+ a title strip)
+  fig = Image.open(tmp_path / 'joint_sng_vs_jnt.png')
+  assert fig.width == 15 * 96 and fig.height == 2 * 96 + 22
+
+
+def test_sng_vs_jnt_refuses_swapped_runs(runs, tmp_path):
+  sng, jnt = runs
+  with pytest.raises(ValueError, match='holds a joint model'):
+    joint_sng_vs_jnt.main([f'--sng_workdir={jnt}', f'--jnt_workdir={sng}', f'--out={tmp_path}'])
+
+
+def test_wrong_mask_writes_figure_and_numbers(runs, tmp_path):
+  sng, jnt = runs
+  assert joint_wrong_mask.main([f'--workdir={jnt}', '--limit=8', '--num_images=2',
+                                f'--out={tmp_path}']) == 0
+  result = json.load(open(tmp_path / 'joint_wrong_mask.json'))
+  assert result['dataset'] == 'procedural' and result['wrong_mask_of'] == 'procedural_classes'
+  for mode in ('right_mask', 'wrong_mask'):
+    assert 0.0 <= result[mode]['target_reached'] <= 1.0
+    assert result[mode]['mean_abs_change'] > 0.0
+  assert os.path.isfile(tmp_path / 'joint_wrong_mask.png')
+  with pytest.raises(ValueError, match='the mask needs a joint model'):
+    joint_wrong_mask.main([f'--workdir={sng}', f'--out={tmp_path}'])
+
+
+def test_wrong_mask_moves_only_the_mask():
+  import numpy as np
+  from stargan_jax import labels
+  layout = labels.LabelLayout((labels.DomainSpec('a', ('x', 'y')),
+                               labels.DomainSpec('b', ('p', 'q', 'r'), labels.CATEGORICAL)))
+  full = layout.embed(0, np.array([[1.0, 0.0]], np.float32))
+  np.testing.assert_array_equal(joint_wrong_mask.with_mask(layout, full, 1),
+                                [[1, 0, 0, 0, 0, 0, 1]])
