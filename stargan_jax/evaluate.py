@@ -246,8 +246,10 @@ def translation_metrics(loaded: LoadedModel, datasets, classifiers: dict, batch_
   as in training).
   """
   layout, g = loaded.layout, loaded.g_params
-  translate = lambda x, c: padded_apply(lambda xx: loaded.translate_np(g, xx, pad_rows(c, xx)), x,
-                                   batch_size)
+
+  def translate(x, c):
+    return padded_apply(lambda xx: loaded.translate_np(g, xx, pad_rows(c, xx)), x, batch_size)
+
   translation, reconstruction = {}, {}
   for src, d in enumerate(datasets):
     counts = {j: np.zeros((s.c_dim, 3)) for j, s in enumerate(layout.specs)}  # wrong, all-wrong, n
@@ -536,12 +538,13 @@ def add_classifier_flags(parser: argparse.ArgumentParser) -> None:
                       'size); reused when present. Default: WORKDIR/classifier. Share one '
                       'directory between runs so that they are judged by the same classifier.')
   g.add_argument('--classifier_epochs', type=float, default=1.0,
-                 help='Epochs over the real training images.')
-  g.add_argument('--classifier_batch_size', type=int, default=64)
+                 help='Epochs over the real training images (default %(default)s).')
+  g.add_argument('--classifier_batch_size', type=int, default=64, help='Default %(default)s.')
   g.add_argument('--classifier_width', type=int, default=None,
                  help='Channels of the first stage (64 = ResNet-18 as published). Default: 64 '
                       'above 64 px, 16 at the built-in demo sizes.')
-  g.add_argument('--classifier_lr', type=float, default=1e-3)
+  g.add_argument('--classifier_lr', type=float, default=1e-3,
+                 help='AdamW learning rate, cosine decay to 0 (default %(default)s).')
   g.add_argument('--classifier_train_images', type=int, default=None,
                  help='Train on only the first N training images (default: all).')
   g.add_argument('--retrain_classifier', action='store_true',
@@ -582,7 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--out', default=None, help='Output directory (default: '
                                              'WORKDIR/evaluation/step_<N>).')
   p.add_argument('--limit', type=int, default=None, help='Test images per dataset (default: all).')
-  p.add_argument('--batch_size', type=int, default=50, help='Evaluation batch size.')
+  p.add_argument('--batch_size', type=int, default=50,
+                 help='Evaluation batch size (default %(default)s).')
   add_classifier_flags(p)
   return p
 
