@@ -52,8 +52,9 @@ def make_config(kind: str = 'attributes', image_size: int = 32, num_train: int =
 class Procedural(tfds.core.GeneratorBasedBuilder):
   """Procedural shapes whose colour, frame, shade or pattern are the domains."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {'1.0.0': 'Initial release.',
+                   '1.1.0': 'Background: fixed mean level, steeper gradients.'}
   BUILDER_CONFIGS = [make_config('attributes', 32), make_config('classes', 32)]
 
   def _info(self):

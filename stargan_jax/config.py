@@ -86,21 +86,25 @@ def paper_config(dataset: str = 'celeba') -> Config:
 
 
 def default_config() -> Config:
-  """The built-in demo: trains in minutes on a 2-core CPU.
+  """The built-in demo: trains in about 10 minutes on a 2-core CPU.
 
-  Same architecture family and losses as the paper, scaled down: 32 px,
-  G conv_dim 32 with 4 residual blocks, D conv_dim 32 with 5 strided convs (a 1x1
-  PatchGAN output at 32 px). Everything else (Adam, n_critic = 5, lambdas)
-  is the paper's.
+  The paper's architecture family, losses, Adam betas, n_critic = 5 and
+  lambdas, scaled down: 32 px, G conv_dim 16 with 4 residual blocks, D
+  conv_dim 16 with 5 strided convs (a 1x1 PatchGAN output at 32 px), 5,000
+  iterations, and a 10x higher learning rate (1e-3 for G and D, decaying
+  linearly to 0 over the second half): at the paper's 1e-4 the generator
+  had not learnt the task after 3,000 iterations (measured: 68% of targets
+  reached, noisy images), at 1e-3 it reached 97% after 1,000.
   """
   cfg = Config()
   cfg.data.datasets = ('procedural',)
   cfg.data.image_size = 32
-  cfg.model = ModelConfig(g_conv_dim=32, d_conv_dim=32, g_repeat_num=4, d_repeat_num=5)
-  cfg.optim.num_iters = 6000
-  cfg.optim.num_iters_decay = 3000
+  cfg.model = ModelConfig(g_conv_dim=16, d_conv_dim=16, g_repeat_num=4, d_repeat_num=5)
+  cfg.optim.g_lr = cfg.optim.d_lr = 1e-3
+  cfg.optim.num_iters = 5000
+  cfg.optim.num_iters_decay = 2500
   cfg.run.sample_every = 1000
-  cfg.run.checkpoint_every = 2000
+  cfg.run.checkpoint_every = 1000
   return cfg
 
 

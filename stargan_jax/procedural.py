@@ -5,7 +5,10 @@ that needs no download and whose labels can be read back from pixels, so the
 success of a translation is measured without a learned classifier.
 
 Content (independent of every label): the shape (disc, square, diamond), its
-position and size, and the background (grey level and linear gradient).
+position and size, and the background (a grey linear gradient of random
+direction and steepness around a fixed mean level; a random absolute grey
+level would be content that a generator with instance norm can hardly see,
+since instance norm removes each image's mean).
 
 Attribute variant (like CelebA's 5 default attributes):
   * ``Red``, ``Green``, ``Blue``: the object's hue; exactly one is set
@@ -58,7 +61,7 @@ class Content:
   cx: float  # centre, in fractions of the image size
   cy: float
   radius: float  # in fractions of the image size
-  background: float  # grey level in [0, 1]
+  background: float  # mean grey level in [0, 1]
   gradient: tuple[float, float]  # background slope along x and y
 
 
@@ -68,8 +71,8 @@ def sample_content(rng: np.random.Generator) -> Content:
       cx=float(rng.uniform(0.36, 0.64)),
       cy=float(rng.uniform(0.36, 0.64)),
       radius=float(rng.uniform(0.17, 0.25)),
-      background=float(rng.uniform(0.2, 0.5)),
-      gradient=(float(rng.uniform(-0.1, 0.1)), float(rng.uniform(-0.1, 0.1))),
+      background=0.35,
+      gradient=(float(rng.uniform(-0.2, 0.2)), float(rng.uniform(-0.2, 0.2))),
   )
 
 
