@@ -35,10 +35,13 @@ def test_each_attribute_changes_only_its_reading_and_keeps_content():
 
 
 def test_content_change_is_detected():
-  rng = np.random.default_rng(1)
-  a = procedural.render(procedural.sample_content(rng), 32, 0, False, False)
-  b = procedural.render(procedural.sample_content(rng), 32, 0, False, False)
-  assert not procedural.content_preserved(a, b)
+  import dataclasses
+  content = procedural.sample_content(np.random.default_rng(1))
+  a = procedural.render(content, 32, 0, False, False)
+  for change in (dict(cx=content.cx + 0.2), dict(radius=content.radius * 0.6),
+                 dict(gradient=(-content.gradient[0] * 2 + 0.3, content.gradient[1]))):
+    b = procedural.render(dataclasses.replace(content, **change), 32, 0, False, False)
+    assert not procedural.content_preserved(a, b), change
   blank = np.full((32, 32, 3), 128, np.uint8)
   assert procedural.read_class(blank) == -1
   assert procedural.read_attributes(blank)[:3].sum() == 0  # no hue: never a valid label
