@@ -116,3 +116,21 @@ def test_pytorch_default_initialisation_bounds():
   assert float(jnp.max(jnp.abs(up))) > 0.9 / math.sqrt(16 * 16)
   norm = gp['InstanceNorm_0']
   assert float(jnp.min(norm['scale'])) == 1.0 and float(jnp.max(jnp.abs(norm['bias']))) == 0.0
+
+
+def test_patches_conv_equals_xla_conv_with_second_derivatives():
+  # D's strided convs on CPU (models.patches_conv): same values and the same
+  # gradient-penalty derivative as lax.conv_general_dilated.
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+  k = jax.random.normal(jax.random.key(1), (4, 4, 3, 5))
+  dn = ('NHWC', 'HWIO', 'NHWC')
+  ref = lambda x, k: jax.lax.conv_general_dilated(x, k, (2, 2), ((1, 1), (1, 1)),
+                                                   dimension_numbers=dn)
+  ours = lambda x, k: models.patches_conv(x, k, (2, 2), ((1, 1), (1, 1)), dimension_numbers=dn)
+  np.testing.assert_allclose(ours(x, k), ref(x, k), atol=1e-5)
+
+  def gp(conv, k):
+    g = jax.grad(lambda x: jnp.sum(conv(x, k) ** 2))(x)
+    return jnp.sum(g ** 2)
+  np.testing.assert_allclose(jax.grad(lambda k: gp(ours, k))(k),
+                             jax.grad(lambda k: gp(ref, k))(k), rtol=1e-4, atol=1e-3)
