@@ -56,6 +56,14 @@ F.DEFINE_integer('checkpoint_every', None, 'Iterations between checkpoints.')
 F.DEFINE_integer('keep_checkpoints', None, 'Checkpoints kept.')
 F.DEFINE_integer('num_samples', None, 'Images (rows) per sample / test grid.')
 F.DEFINE_bool('eval_at_end', None, 'Measure pixel-reader accuracy after training.')
+# multi-host (stargan_jax/distributed.py); every process runs the same command
+F.DEFINE_enum('distributed', 'auto', ['auto', 'detect', 'off'],
+              'auto: join a multi-process job when a coordinator is given (flags below or '
+              'JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID); detect: let JAX '
+              'read SLURM / Open MPI / Kubernetes / Cloud TPU; off: one process.')
+F.DEFINE_string('coordinator_address', None, 'host:port of process 0 (multi-host).')
+F.DEFINE_integer('num_processes', None, 'Processes in the job (multi-host).')
+F.DEFINE_integer('process_id', None, 'This process, 0 .. num_processes - 1 (multi-host).')
 FLAGS = flags.FLAGS
 
 _FIELDS = {
@@ -94,7 +102,10 @@ def main(argv):
   if not FLAGS['verbosity'].present:
     # Orbax and TFDS log every file operation at INFO; progress is printed.
     logging.set_verbosity(logging.WARNING)
-  from stargan_jax import train  # after flag parsing: keeps --help fast
+  from stargan_jax import distributed, train  # after flag parsing: keeps --help fast
+  # Before anything touches a device.
+  distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
+                         mode=FLAGS.distributed)
   cfg = config_from_flags()
   if FLAGS.mode == 'train':
     train.train_and_evaluate(cfg, FLAGS.workdir, resume=FLAGS.resume)

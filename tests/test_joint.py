@@ -51,16 +51,18 @@ def test_joint_parameter_shapes():
 
 def test_joint_steps_update_d_and_g_for_each_dataset():
   model = _model()
-  state = model.init(jax.random.key(0))
+  state = jax.jit(model.init)(jax.random.key(0))
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.uniform(-1, 1, (4, 32, 32, 3)), jnp.float32)
   batches = [{'image': x, 'label': jnp.asarray(np.eye(5, dtype=np.float32)[[0, 1, 2, 0]])},
              {'image': x, 'label': jnp.asarray(np.eye(4, dtype=np.float32)[[0, 1, 2, 3]])}]
   key = jax.random.key(1)
+  d_step = jax.jit(model.d_step, static_argnums=3)
+  g_step = jax.jit(model.g_step, static_argnums=3)
   for i, batch in enumerate(batches):
     before = state
-    state, d_metrics = model.d_step(state, batch, key, i)
-    state, g_metrics = model.g_step(state, batch, key, i)
+    state, d_metrics = d_step(state, batch, key, i)
+    state, g_metrics = g_step(state, batch, key, i)
     for new, old in ((state.d_params, before.d_params), (state.g_params, before.g_params)):
       assert any(not bool(jnp.array_equal(a, b)) for a, b in
                  zip(jax.tree_util.tree_leaves(new), jax.tree_util.tree_leaves(old)))

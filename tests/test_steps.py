@@ -83,10 +83,10 @@ def test_steps_trace_once():
 
 def test_g_step_uses_the_same_targets_as_its_d_step():
   model = _tiny()
-  state, key = model.init(jax.random.key(0)), jax.random.key(3)
+  state, key = jax.jit(model.init)(jax.random.key(0)), jax.random.key(3)
   c_org = _batch()['label']
   c_d, _ = model._targets(key, state.step, 0, c_org)  # what d_step draws at step 0
-  after_d, _ = model.d_step(state, _batch(), key, 0)
+  after_d, _ = jax.jit(model.d_step, static_argnums=3)(state, _batch(), key, 0)
   c_g, _ = model._targets(key, after_d.step - 1, 0, c_org)  # what g_step recovers
   np.testing.assert_array_equal(c_d, c_g)
   # targets are the batch's own labels permuted

@@ -1,0 +1,350 @@
+"""Step-time benchmark: ``python -m stargan_jax.benchmark``; prints one JSON object.
+
+  python -m stargan_jax.benchmark --image_size=128 --batch_size=16 --steps=10 \
+      --dtype=bfloat16 --devices=1 --peak_flops=790e12
+
+Times the trainer's own compiled D and G steps (``train.jit_steps``: state
+replicated and donated, batch sharded over ``--devices`` devices) on a random
+batch with CelebA's 5 attribute labels: the median of ``--steps`` steps, each
+blocked on (``block_until_ready``), after a compiled and discarded first call.
+Also reported:
+
+* ``pipelined_iteration_seconds``: ``--steps`` iterations (a D step, and a G
+  step every ``--n_critic``) dispatched back to back, blocked once at the
+  end, as ``Trainer.train`` runs them; ``dispatch_seconds`` is how long the
+  host takes to enqueue one D step. If the pipelined iteration is no faster
+  than the blocked steps and dispatch is a small part of a step, fusing
+  several iterations into one dispatch (``lax.scan``) cannot win much.
+* FLOP/s (``flops_basis``): for the paper's model (``paper_model``),
+  ``shared/REFERENCE.md``'s per-image count of the *reference's* work, D step
+  36.3 GFLOP and G step 122.8 GFLOP at 128 px (convolutions only, a
+  multiply-add = 2 FLOP), scaled by (size/128)^2. Our G step does less than
+  the reference's: it computes no D weight gradients (1.07 GFLOP/image at
+  128 px, 0.9% of the step, by XLA's count), so these FLOP/s measure how fast
+  the reference's job gets done. For any other model the reference's count
+  does not apply and XLA's count of our compiled steps is used instead
+  (``xla_flops_per_device``, which also counts elementwise work).
+* ``fraction_of_peak`` against ``--peak_flops`` per device (default 790e12:
+  REFERENCE.md's Hopper bf16 figure; the H200's dense bf16 spec is ~989e12).
+* ``projected_schedule_hours``: the paper's 200k iterations (one D step each,
+  a G step every 5) at the measured step times.
+* ``input_images_per_second``: the input pipeline alone
+  (``input_benchmark.measure`` on the built-in dataset at the same size,
+  prepared in ``--data_dir`` on first use; ``--input_batches=0`` skips it).
+
+``--devices=N`` uses the first N devices (default: all). To simulate N CPU
+devices set ``XLA_FLAGS=--xla_force_host_platform_device_count=N``. The
+command line is argparse, not absl flags, so the module can be imported next
+to ``main.py`` (whose flags share names) in one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from stargan_jax import config as config_lib
+from stargan_jax import distributed
+from stargan_jax import labels as labels_lib
+from stargan_jax import losses
+from stargan_jax import steps
+from stargan_jax import train
+
+# REFERENCE.md, "Compute": FLOPs per image of the reference's steps at 128 px.
+REFERENCE_D_STEP_FLOPS_128 = 36.3e9
+REFERENCE_G_STEP_FLOPS_128 = 122.8e9
+DEFAULT_PEAK_FLOPS = 790e12  # REFERENCE.md's Hopper bf16 rate, per device
+PAPER_SCHEDULE_ITERS = 200_000
+PAPER_MODEL = {'g_conv_dim': 64, 'd_conv_dim': 64, 'g_repeat_num': 6, 'd_repeat_num': 6,
+               'c_dim': 5}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(prog='python -m stargan_jax.benchmark',
+                              description=__doc__.split('\n')[0])
+  p.add_argument('--image_size', type=int, default=128)
+  p.add_argument('--batch_size', type=int, default=16, help='global batch')
+  p.add_argument('--steps', type=int, default=10, help='timed D steps and G steps (each)')
+  p.add_argument('--dtype', choices=['float32', 'bfloat16'], default='float32',
+                 help='compute dtype (parameters stay float32)')
+  p.add_argument('--devices', type=int, default=0, help='devices to use (0: all)')
+  p.add_argument('--peak_flops', type=float, default=DEFAULT_PEAK_FLOPS,
+                 help='peak FLOP/s of one device, for fraction_of_peak')
+  p.add_argument('--conv_dim', type=int, default=None, help='sets both --g_conv_dim and '
+                 '--d_conv_dim')
+  p.add_argument('--g_conv_dim', type=int, default=64)
+  p.add_argument('--d_conv_dim', type=int, default=64)
+  p.add_argument('--g_repeat_num', type=int, default=6)
+  p.add_argument('--d_repeat_num', type=int, default=6)
+  p.add_argument('--c_dim', type=int, default=5, help='attribute labels')
+  p.add_argument('--n_critic', type=int, default=5, help='D steps per G step')
+  p.add_argument('--schedule_iters', type=int, default=PAPER_SCHEDULE_ITERS,
+                 help='iterations of the projected schedule')
+  p.add_argument('--pipelined', type=int, default=1,
+                 help='1: also time iterations dispatched back to back')
+  p.add_argument('--input_batches', type=int, default=50,
+                 help='batches to time the input pipeline over (0: skip)')
+  p.add_argument('--data_dir', default='~/tensorflow_datasets',
+                 help='where the built-in dataset is (or is built) for the input timing')
+  p.add_argument('--input_threads', type=int, default=4)
+  p.add_argument('--seed', type=int, default=0)
+  args = p.parse_args(argv)
+  if args.conv_dim is not None:
+    args.g_conv_dim = args.d_conv_dim = args.conv_dim
+  for name in ('image_size', 'batch_size', 'steps', 'g_conv_dim', 'd_conv_dim', 'g_repeat_num',
+               'd_repeat_num', 'c_dim', 'n_critic'):
+    if getattr(args, name) < 1:
+      p.error(f'--{name} must be >= 1, got {getattr(args, name)}')
+  if args.image_size % 2**args.d_repeat_num:
+    p.error(f'--image_size={args.image_size} must be a multiple of 2**d_repeat_num='
+            f'{2**args.d_repeat_num}')
+  if args.devices < 0 or args.peak_flops <= 0:
+    p.error(f'--devices must be >= 0 and --peak_flops > 0, got {args.devices}, '
+            f'{args.peak_flops}')
+  return args
+
+
+def make_model(args) -> steps.StarGAN:
+  cfg = config_lib.paper_config()
+  cfg.data.image_size = args.image_size
+  cfg.model = config_lib.ModelConfig(
+      g_conv_dim=args.g_conv_dim, d_conv_dim=args.d_conv_dim, g_repeat_num=args.g_repeat_num,
+      d_repeat_num=args.d_repeat_num, dtype=args.dtype)
+  cfg.optim.n_critic = args.n_critic
+  names = tuple(f'attr_{i}' for i in range(args.c_dim))
+  layout = labels_lib.LabelLayout((labels_lib.DomainSpec('benchmark', names),))
+  return steps.StarGAN.from_config(cfg, layout)
+
+
+def select_devices(n: int):
+  if n == 0:
+    return None  # all devices of all processes
+  if jax.process_count() > 1 and n != jax.device_count():
+    raise ValueError(f'--devices={n}: a multi-process benchmark uses all '
+                     f'{jax.device_count()} devices (give --devices=0)')
+  if n > jax.device_count():
+    raise ValueError(f'--devices={n} but only {jax.device_count()} {jax.devices()[0].platform} '
+                     f'devices exist (simulate CPU devices with XLA_FLAGS='
+                     f'--xla_force_host_platform_device_count={n})')
+  return jax.devices()[:n]
+
+
+def random_batch(args, batch_sharding) -> dict:
+  """A global batch; every process holds (and passes) only its rows."""
+  rng = np.random.default_rng(args.seed)
+  b, s = args.batch_size, args.image_size
+  image = rng.uniform(-1, 1, (b, s, s, 3)).astype(np.float32)
+  label = (rng.random((b, args.c_dim)) < 0.5).astype(np.float32)
+  p, n = jax.process_index(), jax.process_count()
+  rows = slice(p * b // n, (p + 1) * b // n)
+  return {k: jax.make_array_from_process_local_data(batch_sharding, v[rows])
+          for k, v in (('image', image), ('label', label))}
+
+
+def xla_flops(compiled) -> float | None:
+  """XLA's FLOP count of a compiled program (per device), if the backend gives one."""
+  try:
+    cost = compiled.cost_analysis()
+  except Exception:  # not every backend implements it
+    return None
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  return float(cost['flops']) if cost and 'flops' in cost else None
+
+
+def g_step_with_d_grads(model: steps.StarGAN):
+  """The reference's G step: also D's weight gradients (which it then discards).
+
+  PyTorch's ``backward()`` fills ``.grad`` of every parameter that requires
+  it, D's included. Here they are returned (summed), so XLA cannot drop them.
+  Only for measuring what ``steps.StarGAN.g_step`` saves.
+  """
+
+  def step(state, batch, key):
+    x_real, c_org = batch['image'], batch['label']
+    c_trg, _ = model._targets(key, state.step, 0, c_org)
+    g_org, g_trg = model.layout.embed(0, c_org, jnp), model.layout.embed(0, c_trg, jnp)
+
+    def loss_fn(g_params, d_params):
+      x_fake = model.G.apply(g_params, x_real, g_trg)
+      out_src, out_cls = model.D.apply(d_params, x_fake)
+      x_rec = model.G.apply(g_params, x_fake, g_org)
+      return (-losses.critic_fake_loss(out_src) +
+              model.lambda_rec * losses.reconstruction_loss(x_real, x_rec) +
+              model.lambda_cls * model._cls_loss(out_cls, c_trg, 0))
+
+    g_grads, d_grads = jax.grad(loss_fn, argnums=(0, 1))(state.g_params, state.d_params)
+    return g_grads, sum(jnp.sum(g) for g in jax.tree_util.tree_leaves(d_grads))
+
+  return jax.jit(step)
+
+
+def _block(tree):
+  jax.block_until_ready(tree)
+  return tree
+
+
+def time_steps(args, model, mesh) -> dict:
+  init_fn, d_step, g_step = train.jit_steps(model, mesh)
+  replicated, batch_sharding = train.shardings(mesh)
+  init_key, step_key = jax.jit(
+      lambda k: (jax.random.fold_in(k, 0), jax.random.fold_in(k, 1)),
+      out_shardings=replicated)(jax.random.key(args.seed))
+  state = _block(init_fn(init_key))
+  batch = random_batch(args, batch_sharding)
+
+  out = {}
+  compiled = {}
+  for name, fn in (('d_step', d_step), ('g_step', g_step)):
+    t0 = time.perf_counter()
+    compiled[name] = fn.lower(state, batch, step_key, 0).compile()
+    out[f'{name}_compile_seconds'] = time.perf_counter() - t0
+  out['xla_flops_per_device'] = {k: xla_flops(c) for k, c in compiled.items()}
+
+  # First calls (same executables as the AOT compile, so no recompilation) are
+  # discarded; then each step is timed alone, blocked on.
+  state, _ = _block(d_step(state, batch, step_key, 0))
+  state, _ = _block(g_step(state, batch, step_key, 0))
+  times = {'d_step': [], 'g_step': []}
+  cpu = {'d_step': [], 'g_step': []}
+  for _ in range(args.steps):
+    for name, fn in (('d_step', d_step), ('g_step', g_step)):
+      t0, c0 = time.perf_counter(), time.process_time()
+      state, metrics = fn(state, batch, step_key, 0)
+      _block((state, metrics))
+      times[name].append(time.perf_counter() - t0)
+      cpu[name].append(time.process_time() - c0)
+  for name, ts in times.items():
+    out[f'{name}_seconds'] = statistics.median(ts)
+    out[f'{name}_seconds_min_max'] = [min(ts), max(ts)]
+    # CPU time of this process (all its threads): on a shared machine, wall
+    # time / CPU time shows how much of the machine the step actually got.
+    out[f'{name}_process_cpu_seconds'] = statistics.median(cpu[name])
+
+  if args.pipelined:
+    # Trainer.train's pattern: no blocking inside the loop.
+    dispatch = []
+    t0 = time.perf_counter()
+    for it in range(args.steps):
+      t1 = time.perf_counter()
+      state, metrics = d_step(state, batch, step_key, 0)
+      dispatch.append(time.perf_counter() - t1)
+      if (it + 1) % args.n_critic == 0:
+        state, metrics = g_step(state, batch, step_key, 0)
+    _block((state, metrics))
+    total = time.perf_counter() - t0
+    n_g = args.steps // args.n_critic
+    out['pipelined_iterations'] = args.steps
+    out['pipelined_g_steps'] = n_g
+    out['pipelined_seconds'] = total
+    # Per iteration of the schedule (a D step + 1/n_critic G step), correcting
+    # for the whole number of G steps in the timed run.
+    out['pipelined_iteration_seconds'] = (
+        (total - n_g * out['g_step_seconds']) / args.steps + out['g_step_seconds'] / args.n_critic)
+    out['dispatch_seconds'] = statistics.median(dispatch)
+  return out
+
+
+def input_images_per_second(args) -> dict:
+  from stargan_jax import input_benchmark  # noqa: lazily: it defines absl flags
+  from stargan_jax import input_pipeline
+  dataset = input_pipeline.open_dataset('procedural', os.path.expanduser(args.data_dir),
+                                        args.image_size)
+  return input_benchmark.measure(dataset, args.batch_size, args.input_batches,
+                                 warmup=min(5, args.input_batches),
+                                 num_threads=args.input_threads)
+
+
+def run(args) -> dict:
+  devices = select_devices(args.devices)
+  mesh = train.make_mesh(devices)
+  n_dev = mesh.devices.size
+  if args.batch_size % n_dev:
+    raise ValueError(f'--batch_size={args.batch_size} must be divisible by the number of '
+                     f'devices ({n_dev})')
+  model = make_model(args)
+  t = time_steps(args, model, mesh)
+
+  b, scale = args.batch_size, (args.image_size / 128) ** 2
+  paper = all(getattr(args, k) == v for k, v in PAPER_MODEL.items())
+  xla = t['xla_flops_per_device']
+  if paper or None in xla.values():
+    basis = 'reference'
+    ref_d, ref_g = REFERENCE_D_STEP_FLOPS_128 * scale, REFERENCE_G_STEP_FLOPS_128 * scale
+  else:  # the reference's count is for the paper's model only
+    basis = 'xla'
+    ref_d, ref_g = xla['d_step'] * n_dev / b, xla['g_step'] * n_dev / b
+  t_d, t_g = t['d_step_seconds'], t['g_step_seconds']
+  t_it = t_d + t_g / args.n_critic
+  it_flops = (ref_d + ref_g / args.n_critic) * b
+  peak = args.peak_flops * n_dev
+  dev = mesh.devices.flat[0]
+  result = {
+      'platform': dev.platform,
+      'device_kind': dev.device_kind,
+      'devices': n_dev,
+      'processes': jax.process_count(),
+      'jax_version': jax.__version__,
+      'image_size': args.image_size,
+      'batch_size': b,
+      'dtype': args.dtype,
+      'g_conv_dim': args.g_conv_dim,
+      'd_conv_dim': args.d_conv_dim,
+      'g_repeat_num': args.g_repeat_num,
+      'd_repeat_num': args.d_repeat_num,
+      'c_dim': args.c_dim,
+      'paper_model': paper,
+      'n_critic': args.n_critic,
+      'steps': args.steps,
+      **t,
+      'iteration_seconds': t_it,
+      'd_step_images_per_second': b / t_d,
+      'g_step_images_per_second': b / t_g,
+      'images_per_second': b / t_it,
+      'flops_per_image': {'d_step': ref_d, 'g_step': ref_g},
+      'flops_basis': basis,
+      'd_step_flops_per_second': ref_d * b / t_d,
+      'g_step_flops_per_second': ref_g * b / t_g,
+      'achieved_flops_per_second': it_flops / t_it,
+      'peak_flops_per_device': args.peak_flops,
+      'fraction_of_peak': it_flops / t_it / peak,
+      'schedule_iterations': args.schedule_iters,
+      'projected_schedule_hours': args.schedule_iters * t_it / 3600,
+      'flops_note': (
+          "flops_basis 'reference': REFERENCE.md's count of the reference's work, scaled by "
+          '(size/128)^2 (its G step, 122.8 GFLOP/image at 128 px, includes D weight gradients, '
+          "which ours does not compute); 'xla': XLA's count of our compiled steps, used when "
+          'the model is not the paper\'s'),
+      'load_average_1min': round(os.getloadavg()[0], 2),
+      'cpu_count': os.cpu_count(),
+  }
+  if 'pipelined_iteration_seconds' in t:
+    result['pipelined_images_per_second'] = b / t['pipelined_iteration_seconds']
+    result['projected_schedule_hours_pipelined'] = (
+        args.schedule_iters * t['pipelined_iteration_seconds'] / 3600)
+  if args.input_batches > 0:
+    measured = input_images_per_second(args)
+    result['input_images_per_second'] = measured['images_per_s']
+    result['input_pipeline'] = measured
+  return result
+
+
+def main(argv=None) -> int:
+  args = parse_args(argv)
+  distributed.initialize()  # a multi-host benchmark if JAX_COORDINATOR_ADDRESS etc. are set
+  result = run(args)
+  if jax.process_index() == 0:
+    print(json.dumps(result), flush=True)
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,130 @@
+"""The benchmark's JSON, and the step doing less work than the reference's.
+
+* ``python -m stargan_jax.benchmark`` (its ``main``) at 32 px, conv_dim 8,
+  2 steps: every reported field present and consistent with the others.
+* The G step computes no D weight gradients: XLA's FLOP count of our G step
+  is below that of the same step that also returns D's weight gradients (as
+  PyTorch's ``backward()`` in the reference computes them), by about D's
+  forward convolutions.
+* ``models.patches_conv`` (D's strided convs on CPU) equals XLA's
+  convolution, and so do its first and second derivatives (the gradient
+  penalty's).
+"""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from stargan_jax import benchmark
+from stargan_jax import models
+from stargan_jax import train
+
+TINY = ['--image_size', '32', '--conv_dim', '8', '--g_repeat_num', '1', '--d_repeat_num', '2',
+        '--batch_size', '8', '--steps', '2', '--n_critic', '2']
+
+
+def test_benchmark_cli_json(data_dir, capsys):
+  assert benchmark.main(TINY + ['--data_dir', data_dir, '--input_batches', '3',
+                                '--peak_flops', '1e12']) == 0
+  lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith('{')]
+  assert len(lines) == 1
+  r = json.loads(lines[0])
+  assert (r['platform'], r['devices'], r['processes']) == ('cpu', 1, 1)
+  assert (r['image_size'], r['batch_size'], r['dtype'], r['steps']) == (32, 8, 'float32', 2)
+  assert r['g_conv_dim'] == r['d_conv_dim'] == 8 and not r['paper_model']
+  for k in ('d_step_seconds', 'g_step_seconds', 'd_step_compile_seconds',
+            'g_step_compile_seconds', 'pipelined_iteration_seconds', 'dispatch_seconds',
+            'd_step_process_cpu_seconds', 'input_images_per_second'):
+    assert r[k] > 0, k
+  lo, hi = r['d_step_seconds_min_max']
+  assert lo <= r['d_step_seconds'] <= hi
+  t_it = r['d_step_seconds'] + r['g_step_seconds'] / 2
+  assert r['iteration_seconds'] == pytest.approx(t_it)
+  assert r['images_per_second'] == pytest.approx(8 / t_it)
+  assert r['d_step_images_per_second'] == pytest.approx(8 / r['d_step_seconds'])
+  # Not the paper's model: FLOPs are XLA's count of our steps, per image.
+  assert r['flops_basis'] == 'xla'
+  xla = r['xla_flops_per_device']
+  assert 0 < xla['d_step'] < xla['g_step']
+  assert r['flops_per_image']['d_step'] == pytest.approx(xla['d_step'] / 8)
+  achieved = (xla['d_step'] + xla['g_step'] / 2) / t_it
+  assert r['achieved_flops_per_second'] == pytest.approx(achieved)
+  assert r['fraction_of_peak'] == pytest.approx(achieved / 1e12)
+  assert r['projected_schedule_hours'] == pytest.approx(200_000 * t_it / 3600)
+  assert r['input_pipeline']['batch_shape'] == [8, 32, 32, 3]
+
+
+def test_benchmark_reference_flops_for_paper_model():
+  args = benchmark.parse_args(['--image_size', '64'])
+  assert benchmark.PAPER_MODEL == {k: getattr(args, k) for k in benchmark.PAPER_MODEL}
+  # REFERENCE.md: 9.07 and 30.7 GFLOP per image at 64 px.
+  assert benchmark.REFERENCE_D_STEP_FLOPS_128 / 4 == pytest.approx(9.07e9, rel=1e-3)
+  assert benchmark.REFERENCE_G_STEP_FLOPS_128 / 4 == pytest.approx(30.7e9, rel=1e-3)
+
+
+def test_benchmark_bad_flags():
+  with pytest.raises(SystemExit):
+    benchmark.parse_args(['--image_size', '48'])  # not a multiple of 2**6
+  with pytest.raises(ValueError, match='--devices=3'):
+    benchmark.select_devices(3)
+
+
+def test_g_step_computes_no_d_weight_gradients():
+  args = benchmark.parse_args(TINY)
+  model = benchmark.make_model(args)
+  _, d_step, g_step = train.jit_steps(model, train.make_mesh(jax.devices()[:1]))
+  state = jax.eval_shape(model.init, jax.random.key(0))
+  batch = {'image': jax.ShapeDtypeStruct((8, 32, 32, 3), jnp.float32),
+           'label': jax.ShapeDtypeStruct((8, 5), jnp.float32)}
+  key = jax.eval_shape(lambda: jax.random.key(0))
+  # XLA's count on the lowered (unoptimised) programs: nothing is compiled.
+  flops = lambda lowered: lowered.cost_analysis()['flops']
+  ours = flops(g_step.lower(state, batch, key, 0))
+  with_d = flops(benchmark.g_step_with_d_grads(model).lower(state, batch, key))
+  d_fwd = flops(jax.jit(model.D.apply).lower(state.d_params, batch['image']))
+  saved = with_d - ours
+  # D's weight gradients cost about D's forward convolutions (measured 0.78x
+  # at this size; 1.07 GFLOP/image = 0.9% of the G step at 128 px).
+  assert 0.5 * d_fwd < saved < 1.5 * d_fwd, (ours, with_d, d_fwd)
+
+
+@pytest.mark.parametrize('shape,kernel,stride,padding', [
+    ((2, 16, 16, 5), (4, 4, 5, 7), 2, ((1, 1), (1, 1))),  # D's strided convs
+    ((1, 9, 9, 3), (3, 3, 3, 4), 2, ((1, 2), (0, 1))),
+    ((2, 4, 4, 8), (4, 4, 8, 3), 1, 'VALID'),
+])
+def test_patches_conv_equals_xla_conv(shape, kernel, stride, padding):
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+  w = jnp.asarray(rng.normal(size=kernel), jnp.float32)
+  ref = lambda x, w: jax.lax.conv_general_dilated(x, w, (stride, stride), padding,
+                                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  new = lambda x, w: models.patches_conv(x, w, (stride, stride), padding)
+
+  def second(conv):  # the gradient penalty's shape of derivative
+    return jax.grad(lambda w: jnp.sum(
+        jax.grad(lambda x: jnp.sum(jnp.sin(conv(x, w))))(x) ** 2))(w)
+
+  for f in (lambda c: c(x, w), lambda c: jax.grad(lambda w: jnp.sum(jnp.sin(c(x, w))))(w),
+            second):
+    a, b = np.asarray(jax.jit(lambda: f(ref))()), np.asarray(jax.jit(lambda: f(new))())
+    assert a.shape == b.shape
+    np.testing.assert_allclose(b, a, atol=2e-5 * np.abs(a).max())
+
+
+def test_discriminator_uses_patches_conv_on_cpu():
+  d = models.Discriminator(32, 8, 5, 2)
+  params = jax.eval_shape(lambda: models.init_params(d, jax.random.key(0), 32))
+  x = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
+  jaxpr = str(jax.make_jaxpr(lambda p, x: d.apply(p, x))(params, x))
+  # The 2 strided convs are matmuls; only conv_src and conv_cls remain convolutions.
+  assert jaxpr.count('conv_general_dilated') == 2
+  assert jaxpr.count('dot_general') == 2
+  with pytest.raises(ValueError, match='lhs_dilation'):
+    models.patches_conv(jnp.zeros((1, 8, 8, 3)), jnp.zeros((4, 4, 3, 2)), (1, 1), 'VALID',
+                        lhs_dilation=(2, 2))
