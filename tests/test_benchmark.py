@@ -128,3 +128,23 @@ def test_discriminator_uses_patches_conv_on_cpu():
   with pytest.raises(ValueError, match='lhs_dilation'):
     models.patches_conv(jnp.zeros((1, 8, 8, 3)), jnp.zeros((4, 4, 3, 2)), (1, 1), 'VALID',
                         lhs_dilation=(2, 2))
+
+
+def test_reference_speed_times_the_torch_steps_and_compares(tmp_path):
+  pytest.importorskip('torch')
+  from experiments import reference_speed
+  ours = {'platform': 'cpu', 'image_size': 32, 'batch_size': 2, 'd_step_seconds': 0.5,
+          'g_step_seconds': 1.0}
+  path = tmp_path / 'bench.json'
+  path.write_text('some log line\n' + json.dumps(ours) + '\n')
+  args = reference_speed.parse_args(['--image_size=32', '--batch_size=2', '--steps=1',
+                                     '--conv_dim=4', '--g_repeat_num=1', '--d_repeat_num=5',
+                                     f'--compare={path}'])
+  r = reference_speed.run(args)
+  assert r['d_step_seconds'] > 0 and r['g_step_seconds'] > 0
+  assert r['speedup_d_step'] == pytest.approx(r['d_step_seconds'] / 0.5)
+  assert r['speedup_d_plus_g'] == pytest.approx((r['d_step_seconds'] + r['g_step_seconds']) / 1.5)
+  ours['batch_size'] = 16
+  path.write_text(json.dumps(ours))
+  with pytest.raises(SystemExit, match='batch_size is 16 there but 2 here'):
+    reference_speed.run(args)

@@ -1,8 +1,8 @@
 """Importing the reference's PyTorch checkpoints: parity of G and D with a PyTorch forward.
 
-The PyTorch networks below are the reference's ``model.py`` (yunjey/stargan),
-layer for layer as REFERENCE.md's table, so their state-dict keys are the
-released checkpoints' (``main.0.weight``, ..., ``conv1.weight``, ``conv2.weight``).
+The PyTorch networks (``experiments/torch_reference.py``) are the reference's
+``model.py`` (yunjey/stargan), layer for layer as REFERENCE.md's table, so their
+state-dict keys are the released checkpoints' (``main.0.weight``, ...).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pytest
 import torch
 from torch import nn
 
+from experiments.torch_reference import TorchDiscriminator, TorchGenerator
 from stargan_jax import checkpoint as ckpt_lib
 from stargan_jax import import_torch
 from stargan_jax import models
@@ -26,67 +27,6 @@ from stargan_jax import steps
 from stargan_jax import train
 
 torch.set_num_threads(2)
-
-
-class TorchResidualBlock(nn.Module):
-
-  def __init__(self, dim):
-    super().__init__()
-    self.main = nn.Sequential(
-        nn.Conv2d(dim, dim, kernel_size=3, stride=1, padding=1, bias=False),
-        nn.InstanceNorm2d(dim, affine=True, track_running_stats=True),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(dim, dim, kernel_size=3, stride=1, padding=1, bias=False),
-        nn.InstanceNorm2d(dim, affine=True, track_running_stats=True))
-
-  def forward(self, x):
-    return x + self.main(x)
-
-
-class TorchGenerator(nn.Module):
-
-  def __init__(self, conv_dim=64, c_dim=5, repeat_num=6):
-    super().__init__()
-    layers = [nn.Conv2d(3 + c_dim, conv_dim, kernel_size=7, stride=1, padding=3, bias=False),
-              nn.InstanceNorm2d(conv_dim, affine=True, track_running_stats=True),
-              nn.ReLU(inplace=True)]
-    dim = conv_dim
-    for _ in range(2):
-      layers += [nn.Conv2d(dim, dim * 2, kernel_size=4, stride=2, padding=1, bias=False),
-                 nn.InstanceNorm2d(dim * 2, affine=True, track_running_stats=True),
-                 nn.ReLU(inplace=True)]
-      dim *= 2
-    layers += [TorchResidualBlock(dim) for _ in range(repeat_num)]
-    for _ in range(2):
-      layers += [nn.ConvTranspose2d(dim, dim // 2, kernel_size=4, stride=2, padding=1, bias=False),
-                 nn.InstanceNorm2d(dim // 2, affine=True, track_running_stats=True),
-                 nn.ReLU(inplace=True)]
-      dim //= 2
-    layers += [nn.Conv2d(dim, 3, kernel_size=7, stride=1, padding=3, bias=False), nn.Tanh()]
-    self.main = nn.Sequential(*layers)
-
-  def forward(self, x, c):
-    c = c.view(c.size(0), c.size(1), 1, 1).repeat(1, 1, x.size(2), x.size(3))
-    return self.main(torch.cat([x, c], dim=1))
-
-
-class TorchDiscriminator(nn.Module):
-
-  def __init__(self, image_size=128, conv_dim=64, c_dim=5, repeat_num=6):
-    super().__init__()
-    layers = [nn.Conv2d(3, conv_dim, kernel_size=4, stride=2, padding=1), nn.LeakyReLU(0.01)]
-    dim = conv_dim
-    for _ in range(1, repeat_num):
-      layers += [nn.Conv2d(dim, dim * 2, kernel_size=4, stride=2, padding=1), nn.LeakyReLU(0.01)]
-      dim *= 2
-    self.main = nn.Sequential(*layers)
-    self.conv1 = nn.Conv2d(dim, 1, kernel_size=3, stride=1, padding=1, bias=False)
-    self.conv2 = nn.Conv2d(dim, c_dim, kernel_size=image_size // 2**repeat_num, bias=False)
-
-  def forward(self, x):
-    h = self.main(x)
-    out_cls = self.conv2(h)
-    return self.conv1(h), out_cls.view(out_cls.size(0), out_cls.size(1))
 
 
 def _randomise(module, seed):

@@ -134,3 +134,42 @@ def test_patches_conv_equals_xla_conv_with_second_derivatives():
     return jnp.sum(g ** 2)
   np.testing.assert_allclose(jax.grad(lambda k: gp(ours, k))(k),
                              jax.grad(lambda k: gp(ref, k))(k), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize('kernel,stride,padding', [
+    (3, 1, ((1, 1), (1, 1))),  # residual blocks
+    (4, 2, ((1, 1), (1, 1))),  # down-sampling
+    (7, 1, ((3, 3), (3, 3))),  # first conv
+    (2, 1, ((1, 0), (0, 1))),  # a sub-pixel phase of ConvTranspose4x4
+])
+def test_tap_weight_grad_conv_equals_xla_conv(kernel, stride, padding):
+  # G's convs on CPU (models.tap_weight_grad_conv): XLA's forward and input
+  # gradient, the weight gradient as one matmul per tap; same numbers.
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+  k = jax.random.normal(jax.random.key(1), (kernel, kernel, 3, 5))
+  dn = ('NHWC', 'HWIO', 'NHWC')
+  ref = lambda x, k: jax.lax.conv_general_dilated(x, k, (stride, stride), padding,
+                                                   dimension_numbers=dn)
+  ours = lambda x, k: models.tap_weight_grad_conv(x, k, (stride, stride), padding,
+                                                  dimension_numbers=dn)
+  np.testing.assert_array_equal(ours(x, k), ref(x, k))
+  w = jax.random.normal(jax.random.key(2), ref(x, k).shape)
+  loss = lambda conv: lambda x, k: jnp.sum(jnp.tanh(conv(x, k)) * w)
+  for a, b in zip(jax.grad(loss(ours), (0, 1))(x, k), jax.grad(loss(ref), (0, 1))(x, k)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match='plain NHWC x HWIO convs only'):
+    models.tap_weight_grad_conv(x, k, (1, 1), padding, rhs_dilation=(2, 2), dimension_numbers=dn)
+
+
+def test_generator_uses_tap_weight_grad_conv_on_cpu_and_matches_xla(monkeypatch):
+  G = models.Generator(conv_dim=4, c_dim=5, repeat_num=1)
+  x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3), minval=-1, maxval=1)
+  c = jnp.eye(5)[jnp.array([0, 3])]
+  params = G.init(jax.random.key(1), x, c)
+  loss = lambda p: jnp.mean(jnp.abs(G.apply(p, x, c) - x))
+  assert models._g_conv_impl() is models.tap_weight_grad_conv  # tests run on the CPU
+  ours = jax.grad(loss)(params)
+  monkeypatch.setattr(models, '_g_conv_impl', lambda: None)  # XLA's own convs
+  ref = jax.grad(loss)(params)
+  for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(ref)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
