@@ -113,6 +113,20 @@ def _explicit_padding(fn_name, padding):
   return tuple((int(lo), int(hi)) for lo, hi in padding)
 
 
+def _shifted_taps(x, kh, kw, strides, padding):
+  """The kh*kw shifted, strided views of padded ``x`` (NHWC) that a conv's taps see.
+
+  Tap (i, j) is output pixel (h, w)'s input pixel (s*h + i, s*w + j); listed in
+  (i, j) order, HWIO's order.
+  """
+  (pt, pb), (pl, pr) = padding
+  xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+  sh, sw = strides
+  oh, ow = (xp.shape[1] - kh) // sh + 1, (xp.shape[2] - kw) // sw + 1
+  return [xp[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :]
+          for i in range(kh) for j in range(kw)]
+
+
 def _xla_conv(x, w, strides, padding):
   return jax.lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=_NHWC)
 
@@ -163,17 +177,12 @@ def _conv_tap_dw_bwd(strides, padding, res, g):
     # G's residual-block convs, most of its work: both gradients by Winograd.
     return jax.vjp(_winograd_conv3x3, x, w)[1](g)
   dx = jax.vjp(lambda x_: _xla_conv(x_, w, strides, padding), x)[1](g)[0]
-  (pt, pb), (pl, pr) = padding
-  xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-  n, oh, ow, _ = g.shape
-  sh, sw = strides
-  g2 = g.reshape(n * oh * ow, cout)
+  g2 = g.reshape(-1, cout)
   # One matmul per kernel tap: the tap's shifted (strided) input rows against
   # the output gradient, contracting over batch and space.
-  taps = [jax.lax.dot_general(
-      xp[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :].reshape(-1, cin), g2,
-      (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
-          for i in range(kh) for j in range(kw)]
+  taps = [jax.lax.dot_general(t.reshape(-1, cin), g2, (((0,), (0,)), ((), ())),
+                              preferred_element_type=jnp.float32)
+          for t in _shifted_taps(x, kh, kw, strides, padding)]
   dw = jnp.stack(taps).reshape(kh, kw, cin, cout).astype(w.dtype)
   return dx, dw
 
@@ -225,25 +234,10 @@ def patches_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilat
   step ~10x slower than the reference's on a CPU. Used for D's strided convs
   on CPU only (``_strided_conv_impl``).
   """
+  _check_plain('patches_conv', lhs_dilation, rhs_dilation, dimension_numbers,
+               feature_group_count, preferred_element_type)
   kh, kw, cin, cout = rhs.shape
-  plain = (feature_group_count == 1 and lhs_dilation in (None, (1, 1)) and
-           rhs_dilation in (None, (1, 1)) and preferred_element_type is None and
-           (dimension_numbers is None or tuple(dimension_numbers) in (
-               ('NHWC', 'HWIO', 'NHWC'), ((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2)))))
-  if not plain:
-    raise ValueError(f'patches_conv handles plain NHWC x HWIO convs only, got lhs_dilation='
-                     f'{lhs_dilation}, rhs_dilation={rhs_dilation}, groups={feature_group_count}, '
-                     f'dimension_numbers={dimension_numbers}')
-  if isinstance(padding, str):
-    if padding != 'VALID':
-      raise ValueError(f'patches_conv needs explicit or VALID padding, got {padding!r}')
-    padding = ((0, 0), (0, 0))
-  (pt, pb), (pl, pr) = padding
-  x = jnp.pad(lhs, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-  sh, sw = window_strides
-  oh, ow = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
-  taps = [x[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :]
-          for i in range(kh) for j in range(kw)]  # (i, j, c) order = HWIO's reshape order
+  taps = _shifted_taps(lhs, kh, kw, window_strides, _explicit_padding('patches_conv', padding))
   patches = jnp.concatenate(taps, axis=-1)
   return jnp.einsum('nhwk,ko->nhwo', patches, rhs.reshape(kh * kw * cin, cout),
                     precision=precision)
