@@ -161,13 +161,55 @@ def test_tap_weight_grad_conv_equals_xla_conv(kernel, stride, padding):
     models.tap_weight_grad_conv(x, k, (1, 1), padding, rhs_dilation=(2, 2), dimension_numbers=dn)
 
 
-def test_generator_uses_tap_weight_grad_conv_on_cpu_and_matches_xla(monkeypatch):
+@pytest.mark.parametrize('shape,kernel,stride,padding,cout', [
+    ((2, 8, 12, 16), 3, 1, ((1, 1), (1, 1)), 16),  # residual blocks: Winograd F(4x4, 3x3)
+    ((2, 4, 4, 8), 3, 1, ((1, 1), (1, 1)), 8),  # one Winograd tile
+    ((2, 6, 6, 8), 3, 1, ((1, 1), (1, 1)), 8),  # not a multiple of 4: tap_weight_grad_conv
+    ((2, 8, 12, 6), 4, 2, ((1, 1), (1, 1)), 10),  # down-sampling: space to depth backward
+    ((2, 8, 8, 16), 7, 1, ((3, 3), (3, 3)), 3),  # last conv: shifted output gradient
+    ((2, 8, 8, 3), 7, 1, ((3, 3), (3, 3)), 8),  # first conv: per-tap weight gradient
+])
+def test_cpu_conv_equals_xla_conv(shape, kernel, stride, padding, cout):
+  # G's convs on CPU (models.cpu_conv): every form gives XLA's values and
+  # gradients to float rounding.
+  x = jax.random.normal(jax.random.key(0), shape)
+  bound = 1 / math.sqrt(kernel * kernel * shape[-1])  # the PyTorch init's scale
+  k = jax.random.uniform(jax.random.key(1), (kernel, kernel, shape[-1], cout), minval=-bound,
+                         maxval=bound)
+  ref = lambda x, k: jax.lax.conv_general_dilated(x, k, (stride, stride), padding,
+                                                   dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  ours = lambda x, k: models.cpu_conv(x, k, (stride, stride), padding)
+  y = ref(x, k)
+  np.testing.assert_allclose(ours(x, k), y, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(y))))
+  w = jax.random.normal(jax.random.key(2), y.shape)
+  loss = lambda conv: lambda x, k: jnp.sum(jnp.tanh(conv(x, k)) * w)
+  for a, b in zip(jax.grad(loss(ours), (0, 1))(x, k), jax.grad(loss(ref), (0, 1))(x, k)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(b))))
+
+
+def test_winograd_conv3x3_at_residual_block_size():
+  # G's residual conv at the paper's width (256 channels, 8x8 tiles of 4x4):
+  # Winograd F(4x4, 3x3) in float32 stays within 1e-4 of XLA's conv, relative
+  # to the output's scale, forward and backward (measured: ~1.5e-5).
+  x = jax.random.normal(jax.random.key(0), (1, 8, 8, 256))
+  k = jax.random.uniform(jax.random.key(1), (3, 3, 256, 256), minval=-1 / 48, maxval=1 / 48)
+  ref = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)),
+                                                   dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  y, y0 = models.winograd_conv3x3(x, k), ref(x, k)
+  assert float(jnp.max(jnp.abs(y - y0))) < 1e-4 * float(jnp.max(jnp.abs(y0)))
+  loss = lambda conv: lambda x, k: jnp.sum(conv(x, k) ** 2)
+  for a, b in zip(jax.grad(loss(models.winograd_conv3x3), (0, 1))(x, k),
+                  jax.grad(loss(ref), (0, 1))(x, k)):
+    assert float(jnp.max(jnp.abs(a - b))) < 1e-4 * float(jnp.max(jnp.abs(b)))
+
+
+def test_generator_uses_cpu_conv_on_cpu_and_matches_xla(monkeypatch):
   G = models.Generator(conv_dim=4, c_dim=5, repeat_num=1)
   x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3), minval=-1, maxval=1)
   c = jnp.eye(5)[jnp.array([0, 3])]
   params = G.init(jax.random.key(1), x, c)
   loss = lambda p: jnp.mean(jnp.abs(G.apply(p, x, c) - x))
-  assert models._g_conv_impl() is models.tap_weight_grad_conv  # tests run on the CPU
+  assert models._g_conv_impl() is models.cpu_conv  # tests run on the CPU
   ours = jax.grad(loss)(params)
   monkeypatch.setattr(models, '_g_conv_impl', lambda: None)  # XLA's own convs
   ref = jax.grad(loss)(params)
