@@ -15,6 +15,12 @@ defaults:
   parameter but compute it sub-pixel (``ConvTranspose4x4``), same numbers.
 * ``dtype`` is the compute dtype (e.g. bfloat16); parameters stay float32 and
   the normalisation statistics are computed in float32.
+* On CPU only, G's convolutions go through ``cpu_conv`` and D's strided ones
+  through ``patches_conv``: other forms of the same convolutions (Winograd
+  F(4x4, 3x3) for the residual blocks, a space-to-depth backward pass for
+  the down-sampling convs, matmul weight gradients), because XLA's CPU
+  backend is slow on the derivatives they replace. Same parameters, same
+  numbers to float rounding (tested); GPUs and TPUs use XLA's convolutions.
 """
 
 from __future__ import annotations
