@@ -197,6 +197,13 @@ def _conv_tap_dw_bwd(strides, padding, res, g):
     dw = dw.reshape(cin, kh, kw, cout).transpose(1, 2, 0, 3).astype(w.dtype)
     return dx, dw
   g2 = g.reshape(-1, cout)
+  if kh * kw * cin <= 512:
+    # Few input channels (G's first conv, 3 + c -> 64): all taps' shifted
+    # inputs side by side, one matmul that reads the output gradient once.
+    patches = jnp.concatenate(_shifted_taps(x, kh, kw, strides, padding), axis=-1)
+    dw = jax.lax.dot_general(patches.reshape(-1, kh * kw * cin), g2, (((0,), (0,)), ((), ())),
+                             preferred_element_type=jnp.float32)
+    return dx, dw.reshape(kh, kw, cin, cout).astype(w.dtype)
   # One matmul per kernel tap: the tap's shifted (strided) input rows against
   # the output gradient, contracting over batch and space.
   taps = [jax.lax.dot_general(t.reshape(-1, cin), g2, (((0,), (0,)), ((), ())),
@@ -383,13 +390,20 @@ def _s2d_bwd(padding, res, g):
 space_to_depth_conv4x4.defvjp(_s2d_fwd, _s2d_bwd)
 
 
+# Winograd only where its 36 matmuls are large enough to pay for the tile
+# transforms (the paper's 256-channel residual blocks); narrower convs (the
+# demo's, the tests') keep XLA's forward pass, whose rounding is closer to
+# the direct sum.
+_WINOGRAD_MIN_CHANNELS = 128
+
+
 def cpu_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
              dimension_numbers=None, feature_group_count=1, precision=None,
              preferred_element_type=None):
   """G's convs on CPU: ``lax.conv_general_dilated`` (NHWC x HWIO) by the fastest form.
 
-  * 3x3, stride 1, pad 1, H and W multiples of 4 (the residual blocks):
-    ``winograd_conv3x3`` (Winograd F(4x4, 3x3)).
+  * 3x3, stride 1, pad 1, H and W multiples of 4, at least 128 channels in and
+    out (the paper's residual blocks): ``winograd_conv3x3`` (Winograd F(4x4, 3x3)).
   * 4x4, stride 2, even padded size (the down-sampling convs):
     ``space_to_depth_conv4x4``.
   * anything else: ``tap_weight_grad_conv`` (XLA's forward, faster weight gradient).
@@ -402,7 +416,7 @@ def cpu_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=
   kh, kw = rhs.shape[:2]
   n, h, w, _ = lhs.shape
   if (kh, kw) == (3, 3) and strides == (1, 1) and pads == ((1, 1), (1, 1)) and \
-      h % 4 == 0 and w % 4 == 0:
+      h % 4 == 0 and w % 4 == 0 and min(rhs.shape[2:]) >= _WINOGRAD_MIN_CHANNELS:
     return winograd_conv3x3(lhs, rhs)
   if (kh, kw) == (4, 4) and strides == (2, 2) and (h + sum(pads[0])) % 2 == 0 and \
       (w + sum(pads[1])) % 2 == 0:

@@ -162,10 +162,12 @@ def test_tap_weight_grad_conv_equals_xla_conv(kernel, stride, padding):
 
 
 @pytest.mark.parametrize('shape,kernel,stride,padding,cout', [
-    ((2, 8, 12, 16), 3, 1, ((1, 1), (1, 1)), 16),  # residual blocks: Winograd F(4x4, 3x3)
-    ((2, 4, 4, 8), 3, 1, ((1, 1), (1, 1)), 8),  # one Winograd tile
+    ((2, 8, 12, 128), 3, 1, ((1, 1), (1, 1)), 128),  # residual blocks: Winograd F(4x4, 3x3)
+    ((2, 4, 4, 128), 3, 1, ((1, 1), (1, 1)), 128),  # one Winograd tile
     ((2, 6, 6, 8), 3, 1, ((1, 1), (1, 1)), 8),  # not a multiple of 4: tap_weight_grad_conv
+    ((2, 8, 8, 16), 3, 1, ((1, 1), (1, 1)), 16),  # narrow: tap_weight_grad_conv
     ((2, 8, 12, 6), 4, 2, ((1, 1), (1, 1)), 10),  # down-sampling: space to depth backward
+    ((2, 8, 8, 40), 4, 2, ((1, 1), (1, 1)), 8),  # the same, weight gradient tap by tap
     ((2, 8, 8, 16), 7, 1, ((3, 3), (3, 3)), 3),  # last conv: shifted output gradient
     ((2, 8, 8, 3), 7, 1, ((3, 3), (3, 3)), 8),  # first conv: per-tap weight gradient
 ])
