@@ -175,6 +175,12 @@ def _winograd_conv3x3(x, w):
   return jnp.stack(out, axis=2).reshape(n, h, wd, -1)  # N, th, 2, tw, 2, K -> N, H, W, K
 
 
+# The whole-tensor forms below (space to depth, all taps in one matmul) pay
+# off on the paper's 64 x 64 and 128 x 128 feature maps; on smaller ones (the
+# 32 px demo) the tap-by-tap form is faster.
+_LARGE_PIXELS = 64 * 64
+
+
 def _conv_tap_dw_bwd(strides, padding, res, g):
   x, w = res
   kh, kw, cin, cout = w.shape
@@ -183,7 +189,8 @@ def _conv_tap_dw_bwd(strides, padding, res, g):
     # G's residual-block convs, most of its work: both gradients by Winograd.
     return jax.vjp(_winograd_conv3x3, x, w)[1](g)
   dx = jax.vjp(lambda x_: _xla_conv(x_, w, strides, padding), x)[1](g)[0]
-  if strides == (1, 1) and cout < cin:
+  large = x.shape[1] * x.shape[2] >= _LARGE_PIXELS
+  if large and strides == (1, 1) and cout < cin:
     # Few output channels (G's last conv, 64 -> 3): shift the small output
     # gradient instead of the input, all taps in one matmul:
     # dw[i, j] = sum_q xp[q] g[q - (i, j)], q over the padded input.
@@ -197,7 +204,7 @@ def _conv_tap_dw_bwd(strides, padding, res, g):
     dw = dw.reshape(cin, kh, kw, cout).transpose(1, 2, 0, 3).astype(w.dtype)
     return dx, dw
   g2 = g.reshape(-1, cout)
-  if kh * kw * cin <= 512:
+  if large and kh * kw * cin <= 512:
     # Few input channels (G's first conv, 3 + c -> 64): all taps' shifted
     # inputs side by side, one matmul that reads the output gradient once.
     patches = jnp.concatenate(_shifted_taps(x, kh, kw, strides, padding), axis=-1)
@@ -404,8 +411,8 @@ def cpu_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=
 
   * 3x3, stride 1, pad 1, H and W multiples of 4, at least 128 channels in and
     out (the paper's residual blocks): ``winograd_conv3x3`` (Winograd F(4x4, 3x3)).
-  * 4x4, stride 2, even padded size (the down-sampling convs):
-    ``space_to_depth_conv4x4``.
+  * 4x4, stride 2, even padded size, at least 64 x 64 input (the paper's
+    down-sampling convs): ``space_to_depth_conv4x4``.
   * anything else: ``tap_weight_grad_conv`` (XLA's forward, faster weight gradient).
   All give XLA's numbers to float rounding (tested).
   """
@@ -418,9 +425,13 @@ def cpu_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=
   if (kh, kw) == (3, 3) and strides == (1, 1) and pads == ((1, 1), (1, 1)) and \
       h % 4 == 0 and w % 4 == 0 and min(rhs.shape[2:]) >= _WINOGRAD_MIN_CHANNELS:
     return winograd_conv3x3(lhs, rhs)
-  if (kh, kw) == (4, 4) and strides == (2, 2) and (h + sum(pads[0])) % 2 == 0 and \
+  if (kh, kw) == (4, 4) and strides == (2, 2) and h * w >= _LARGE_PIXELS and \
+      (h + sum(pads[0])) % 2 == 0 and \
       (w + sum(pads[1])) % 2 == 0:
     return space_to_depth_conv4x4(lhs, rhs, pads)
+  if rhs.shape[3] < rhs.shape[2] and h * w < _LARGE_PIXELS:
+    # G's last conv on small images (the demo): XLA's own is the faster there.
+    return _xla_conv(lhs, rhs, strides, pads)
   return tap_weight_grad_conv(lhs, rhs, strides, pads)
 
 

@@ -166,10 +166,13 @@ def test_tap_weight_grad_conv_equals_xla_conv(kernel, stride, padding):
     ((2, 4, 4, 128), 3, 1, ((1, 1), (1, 1)), 128),  # one Winograd tile
     ((2, 6, 6, 8), 3, 1, ((1, 1), (1, 1)), 8),  # not a multiple of 4: tap_weight_grad_conv
     ((2, 8, 8, 16), 3, 1, ((1, 1), (1, 1)), 16),  # narrow: tap_weight_grad_conv
-    ((2, 8, 12, 6), 4, 2, ((1, 1), (1, 1)), 10),  # down-sampling: space to depth backward
-    ((2, 8, 8, 40), 4, 2, ((1, 1), (1, 1)), 8),  # the same, weight gradient tap by tap
-    ((2, 8, 8, 16), 7, 1, ((3, 3), (3, 3)), 3),  # last conv: shifted output gradient
-    ((2, 8, 8, 3), 7, 1, ((3, 3), (3, 3)), 8),  # first conv: per-tap weight gradient
+    ((1, 64, 68, 6), 4, 2, ((1, 1), (1, 1)), 10),  # down-sampling: space to depth backward
+    ((1, 64, 64, 40), 4, 2, ((1, 1), (1, 1)), 8),  # the same, weight gradient tap by tap
+    ((2, 8, 12, 6), 4, 2, ((1, 1), (1, 1)), 10),  # small: tap_weight_grad_conv
+    ((1, 64, 64, 16), 7, 1, ((3, 3), (3, 3)), 3),  # last conv: shifted output gradient
+    ((2, 8, 8, 16), 7, 1, ((3, 3), (3, 3)), 3),  # small last conv: XLA's own
+    ((1, 64, 64, 3), 7, 1, ((3, 3), (3, 3)), 8),  # first conv: all taps in one matmul
+    ((2, 8, 8, 3), 7, 1, ((3, 3), (3, 3)), 8),  # small: weight gradient tap by tap
 ])
 def test_cpu_conv_equals_xla_conv(shape, kernel, stride, padding, cout):
   # G's convs on CPU (models.cpu_conv): every form gives XLA's values and
