@@ -364,7 +364,7 @@ def _space_to_depth(x):
 def _s2d_conv4x4(x, w, padding):
   (pt, pb), (pl, pr) = padding
   xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-  kh, kw, cin, cout = w.shape
+  cin, cout = w.shape[2:]
   k = w.reshape(2, 2, 2, 2, cin, cout).transpose(0, 2, 1, 3, 4, 5).reshape(2, 2, 4 * cin, cout)
   return tap_weight_grad_conv(_space_to_depth(xp), k, (1, 1), 'VALID')
 
@@ -413,6 +413,8 @@ def cpu_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=
     out (the paper's residual blocks): ``winograd_conv3x3`` (Winograd F(4x4, 3x3)).
   * 4x4, stride 2, even padded size, at least 64 x 64 input (the paper's
     down-sampling convs): ``space_to_depth_conv4x4``.
+  * fewer channels out than in on a feature map under 64 x 64 (the demo's
+    last conv): XLA's own conv, the faster there.
   * anything else: ``tap_weight_grad_conv`` (XLA's forward, faster weight gradient).
   All give XLA's numbers to float rounding (tested).
   """
@@ -421,13 +423,12 @@ def cpu_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=
   strides = tuple(window_strides)
   pads = _explicit_padding('cpu_conv', padding)
   kh, kw = rhs.shape[:2]
-  n, h, w, _ = lhs.shape
+  h, w = lhs.shape[1:3]
   if (kh, kw) == (3, 3) and strides == (1, 1) and pads == ((1, 1), (1, 1)) and \
       h % 4 == 0 and w % 4 == 0 and min(rhs.shape[2:]) >= _WINOGRAD_MIN_CHANNELS:
     return winograd_conv3x3(lhs, rhs)
   if (kh, kw) == (4, 4) and strides == (2, 2) and h * w >= _LARGE_PIXELS and \
-      (h + sum(pads[0])) % 2 == 0 and \
-      (w + sum(pads[1])) % 2 == 0:
+      (h + sum(pads[0])) % 2 == 0 and (w + sum(pads[1])) % 2 == 0:
     return space_to_depth_conv4x4(lhs, rhs, pads)
   if rhs.shape[3] < rhs.shape[2] and h * w < _LARGE_PIXELS:
     # G's last conv on small images (the demo): XLA's own is the faster there.
