@@ -413,8 +413,8 @@ def cpu_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=
     out (the paper's residual blocks): ``winograd_conv3x3`` (Winograd F(4x4, 3x3)).
   * 4x4, stride 2, even padded size, at least 64 x 64 input (the paper's
     down-sampling convs): ``space_to_depth_conv4x4``.
-  * fewer channels out than in on a feature map under 64 x 64 (the demo's
-    last conv): XLA's own conv, the faster there.
+  * under 128 channels in and out on a feature map under 64 x 64 (every conv
+    of the 32 px demo's G): XLA's own conv, the faster there.
   * anything else: ``tap_weight_grad_conv`` (XLA's forward, faster weight gradient).
   All give XLA's numbers to float rounding (tested).
   """
@@ -430,8 +430,11 @@ def cpu_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=
   if (kh, kw) == (4, 4) and strides == (2, 2) and h * w >= _LARGE_PIXELS and \
       (h + sum(pads[0])) % 2 == 0 and (w + sum(pads[1])) % 2 == 0:
     return space_to_depth_conv4x4(lhs, rhs, pads)
-  if rhs.shape[3] < rhs.shape[2] and h * w < _LARGE_PIXELS:
-    # G's last conv on small images (the demo): XLA's own is the faster there.
+  if h * w < _LARGE_PIXELS and max(rhs.shape[2:]) < _WINOGRAD_MIN_CHANNELS:
+    # Narrow convs on small maps (all of the 32 px demo's G): XLA's own conv
+    # is the faster there, and compiles faster (README, "Speed": the demo's
+    # iteration 0.09 s instead of 0.12 s, its G step's compile 16 s instead
+    # of 27 s, on a 2-core AMD EPYC).
     return _xla_conv(lhs, rhs, strides, pads)
   return tap_weight_grad_conv(lhs, rhs, strides, pads)
 

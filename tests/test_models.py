@@ -164,15 +164,16 @@ def test_tap_weight_grad_conv_equals_xla_conv(kernel, stride, padding):
 @pytest.mark.parametrize('shape,kernel,stride,padding,cout', [
     ((2, 8, 12, 128), 3, 1, ((1, 1), (1, 1)), 128),  # residual blocks: Winograd F(4x4, 3x3)
     ((2, 4, 4, 128), 3, 1, ((1, 1), (1, 1)), 128),  # one Winograd tile
-    ((2, 6, 6, 8), 3, 1, ((1, 1), (1, 1)), 8),  # not a multiple of 4: tap_weight_grad_conv
-    ((2, 8, 8, 16), 3, 1, ((1, 1), (1, 1)), 16),  # narrow: tap_weight_grad_conv
+    ((2, 6, 6, 128), 3, 1, ((1, 1), (1, 1)), 128),  # not a multiple of 4: tap_weight_grad_conv
+    ((2, 8, 8, 16), 3, 1, ((1, 1), (1, 1)), 16),  # narrow, small map: XLA's own
     ((1, 64, 68, 6), 4, 2, ((1, 1), (1, 1)), 10),  # down-sampling: space to depth backward
     ((1, 64, 64, 40), 4, 2, ((1, 1), (1, 1)), 8),  # the same, weight gradient tap by tap
-    ((2, 8, 12, 6), 4, 2, ((1, 1), (1, 1)), 10),  # small: tap_weight_grad_conv
+    ((2, 8, 12, 6), 4, 2, ((1, 1), (1, 1)), 10),  # narrow, small map: XLA's own
+    ((1, 64, 64, 8), 2, 1, ((1, 0), (0, 1)), 8),  # a sub-pixel phase: tap_weight_grad_conv
     ((1, 64, 64, 16), 7, 1, ((3, 3), (3, 3)), 3),  # last conv: shifted output gradient
-    ((2, 8, 8, 16), 7, 1, ((3, 3), (3, 3)), 3),  # small last conv: XLA's own
+    ((2, 8, 8, 16), 7, 1, ((3, 3), (3, 3)), 3),  # narrow, small map: XLA's own
     ((1, 64, 64, 3), 7, 1, ((3, 3), (3, 3)), 8),  # first conv: all taps in one matmul
-    ((2, 8, 8, 3), 7, 1, ((3, 3), (3, 3)), 8),  # small: weight gradient tap by tap
+    ((1, 64, 64, 40), 7, 1, ((3, 3), (3, 3)), 80),  # weight gradient tap by tap
 ])
 def test_cpu_conv_equals_xla_conv(shape, kernel, stride, padding, cout):
   # G's convs on CPU (models.cpu_conv): every form gives XLA's values and
@@ -209,8 +210,10 @@ def test_winograd_conv3x3_at_residual_block_size():
 
 
 def test_generator_uses_cpu_conv_on_cpu_and_matches_xla(monkeypatch):
+  # 64 px: the first and last convs and the first down-sampling conv take
+  # the large-map forms; the rest (small maps) XLA's own.
   G = models.Generator(conv_dim=4, c_dim=5, repeat_num=1)
-  x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3), minval=-1, maxval=1)
+  x = jax.random.uniform(jax.random.key(0), (2, 64, 64, 3), minval=-1, maxval=1)
   c = jnp.eye(5)[jnp.array([0, 3])]
   params = G.init(jax.random.key(1), x, c)
   loss = lambda p: jnp.mean(jnp.abs(G.apply(p, x, c) - x))
