@@ -48,6 +48,8 @@ F.DEFINE_integer('n_critic', None, 'D updates per G update.')
 F.DEFINE_float('lambda_cls', None, 'Weight of the domain classification loss.')
 F.DEFINE_float('lambda_rec', None, 'Weight of the reconstruction loss.')
 F.DEFINE_float('lambda_gp', None, 'Weight of the gradient penalty.')
+F.DEFINE_float('lambda_id', None, 'Weight of the identity loss L1(G(x, c_org), x); not in '
+               'StarGAN (CycleGAN\'s); 0 turns it off (paper preset: 0).')
 # run
 F.DEFINE_integer('seed', None, 'Seed of initialisation, data order, flips and targets.')
 F.DEFINE_integer('log_every', None, 'Iterations between progress lines.')
@@ -71,7 +73,7 @@ _FIELDS = {
     'model': ('g_conv_dim', 'd_conv_dim', 'g_repeat_num', 'd_repeat_num', 'dtype'),
     'optim': ('num_iters', 'num_iters_decay', 'lr_schedule', 'g_lr', 'd_lr', 'beta1', 'beta2',
               'n_critic'),
-    'loss': ('lambda_cls', 'lambda_rec', 'lambda_gp'),
+    'loss': ('lambda_cls', 'lambda_rec', 'lambda_gp', 'lambda_id'),
     'run': ('seed', 'log_every', 'sample_every', 'checkpoint_every', 'keep_checkpoints',
             'num_samples', 'eval_at_end'),
 }

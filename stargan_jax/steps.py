@@ -88,6 +88,7 @@ class StarGAN:
   lambda_cls: float = 1.0
   lambda_rec: float = 10.0
   lambda_gp: float = 10.0
+  lambda_id: float = 0.0  # not StarGAN's: CycleGAN's identity loss (0: off, not computed)
 
   @classmethod
   def from_config(cls, cfg: config_lib.Config, layout: labels_lib.LabelLayout) -> 'StarGAN':
@@ -99,7 +100,7 @@ class StarGAN:
                              cfg.model.d_repeat_num, dtype)
     g_tx, d_tx = make_optimizers(cfg.optim, layout.num_datasets)
     return cls(g, d, layout, cfg.data.image_size, g_tx, d_tx, cfg.loss.lambda_cls,
-               cfg.loss.lambda_rec, cfg.loss.lambda_gp)
+               cfg.loss.lambda_rec, cfg.loss.lambda_gp, cfg.loss.lambda_id)
 
   def init(self, key) -> TrainState:
     g_key, d_key = jax.random.split(key)
@@ -170,7 +171,14 @@ class StarGAN:
       loss_cls = self._cls_loss(out_cls, c_trg, dataset)
       loss_rec = losses.reconstruction_loss(x_real, x_rec)
       loss = loss_fake + self.lambda_rec * loss_rec + self.lambda_cls * loss_cls
-      return loss, {'G/loss_fake': loss_fake, 'G/loss_rec': loss_rec, 'G/loss_cls': loss_cls}
+      metrics = {'G/loss_fake': loss_fake, 'G/loss_rec': loss_rec, 'G/loss_cls': loss_cls}
+      if self.lambda_id:
+        # Not in StarGAN (CycleGAN's identity loss): G asked for the image's
+        # own labels should return it unchanged. Off unless --lambda_id > 0.
+        loss_id = losses.reconstruction_loss(x_real, self.G.apply(g_params, x_real, g_org))
+        loss = loss + self.lambda_id * loss_id
+        metrics['G/loss_id'] = loss_id
+      return loss, metrics
 
     grads, metrics = jax.grad(loss_fn, has_aux=True)(state.g_params)
     updates, g_opt_state = self.g_tx.update(grads, state.g_opt_state, state.g_params)

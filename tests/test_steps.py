@@ -13,10 +13,11 @@ SPEC = labels.DomainSpec('procedural', ('Red', 'Green', 'Blue', 'Frame', 'Dark')
                          exclusive=('Red', 'Green', 'Blue'))
 
 
-def _tiny(layout=None):
+def _tiny(layout=None, lambda_id=0.0):
   cfg = config_lib.default_config()
   cfg.data.image_size = 32
   cfg.model = config_lib.ModelConfig(8, 8, 1, 5)
+  cfg.loss.lambda_id = lambda_id  # the paper's losses unless asked
   return steps.StarGAN.from_config(cfg, layout or labels.LabelLayout((SPEC,)))
 
 
@@ -47,6 +48,25 @@ def test_d_step_changes_only_d_and_g_step_only_g():
   assert int(after_g.step) == 1
   assert set(metrics) == {'G/loss_fake', 'G/loss_rec', 'G/loss_cls'}
   assert all(np.isfinite(float(v)) for v in metrics.values())
+
+
+def test_identity_loss_is_off_by_default_and_is_l1_of_g_on_own_labels():
+  # Not StarGAN's (CycleGAN's identity loss); only the demo turns it on.
+  assert config_lib.LossConfig().lambda_id == 0
+  assert config_lib.paper_config().loss.lambda_id == 0
+  key, batch = jax.random.key(1), _batch()
+  with_id, without = _tiny(lambda_id=3.0), _tiny()
+  state = with_id.init(jax.random.key(0))
+  state, _ = jax.jit(with_id.d_step, static_argnums=3)(state, batch, key, 0)
+  after, metrics = jax.jit(with_id.g_step, static_argnums=3)(state, batch, key, 0)
+  x_id = with_id.G.apply(state.g_params, batch['image'], with_id.layout.embed(0, batch['label']))
+  expected = float(jnp.mean(jnp.abs(x_id - batch['image'])))
+  assert float(metrics['G/loss_id']) == pytest.approx(expected, rel=1e-5)
+  plain, plain_metrics = jax.jit(without.g_step, static_argnums=3)(state, batch, key, 0)
+  assert 'G/loss_id' not in plain_metrics
+  for k in plain_metrics:  # the same StarGAN terms; the update differs by the identity term
+    assert float(metrics[k]) == pytest.approx(float(plain_metrics[k]), rel=1e-5)
+  assert not _same(after.g_params, plain.g_params)
 
 
 def test_same_key_same_result_other_key_differs():
