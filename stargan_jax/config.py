@@ -89,7 +89,7 @@ def paper_config(dataset: str = 'celeba') -> Config:
 
 
 def default_config() -> Config:
-  """The built-in demo: trains in about 8 minutes on a 2-core CPU.
+  """The built-in demo: trains in about 9 minutes on a 2-core CPU.
 
   The paper's architecture family, its StarGAN losses, Adam betas,
   n_critic = 5 and lambda_cls / lambda_gp, scaled down: 32 px, G conv_dim 16 with 4 residual
