@@ -26,7 +26,7 @@ class LossConfig:
   lambda_rec: float = 10.0
   lambda_gp: float = 10.0
   # Not in StarGAN: CycleGAN's identity loss, L1(G(x, c_org), x), weighted
-  # by lambda_id. 0 (off) everywhere but the built-in demo (config below).
+  # by lambda_id. 0 (off) everywhere but the built-in demos (config below).
   lambda_id: float = 0.0
 
 
@@ -92,10 +92,10 @@ def default_config() -> Config:
   """The built-in demo: trains in about 9 minutes on a 2-core CPU.
 
   The paper's architecture family, its StarGAN losses, Adam betas,
-  n_critic = 5 and lambda_cls / lambda_gp, scaled down: 32 px, G conv_dim 16 with 4 residual
-  blocks, D conv_dim 16 with 5 strided convs (a 1x1 PatchGAN output at
-  32 px), 4,000 iterations, and two departures measured on the pixel
-  readers (README, "The built-in demo"):
+  n_critic = 5 and lambda_cls / lambda_gp, scaled down: 32 px, G conv_dim
+  16 with 4 residual blocks, D conv_dim 16 with 5 strided convs (a 1x1
+  PatchGAN output at 32 px), 4,000 iterations, and two departures measured
+  on the pixel readers (README, Quick start):
   * a 10x higher learning rate (1e-3 for G and D, decaying linearly to 0
     over the second half): at the paper's 1e-4 the generator had not learnt
     the task after 3,000 iterations (68% of targets reached, noisy images);

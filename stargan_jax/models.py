@@ -432,9 +432,9 @@ def cpu_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=
     return space_to_depth_conv4x4(lhs, rhs, pads)
   if h * w < _LARGE_PIXELS and max(rhs.shape[2:]) < _WINOGRAD_MIN_CHANNELS:
     # Narrow convs on small maps (all of the 32 px demo's G): XLA's own conv
-    # is the faster there, and compiles faster (README, "Speed": the demo's
-    # iteration 0.09 s instead of 0.12 s, its G step's compile 16 s instead
-    # of 27 s, on a 2-core AMD EPYC).
+    # is the faster there, and compiles faster (README, Devices and speed: the
+    # demo's iteration 0.099 s instead of 0.129 s, its G step's compile 16 s
+    # instead of 26 s, on a 2-core AMD EPYC).
     return _xla_conv(lhs, rhs, strides, pads)
   return tap_weight_grad_conv(lhs, rhs, strides, pads)
 

@@ -17,7 +17,7 @@ def _tiny(layout=None, lambda_id=0.0):
   cfg = config_lib.default_config()
   cfg.data.image_size = 32
   cfg.model = config_lib.ModelConfig(8, 8, 1, 5)
-  cfg.loss.lambda_id = lambda_id  # the paper's losses unless asked
+  cfg.loss.lambda_id = lambda_id  # no identity loss unless asked
   return steps.StarGAN.from_config(cfg, layout or labels.LabelLayout((SPEC,)))
 
 
