@@ -109,7 +109,7 @@ def target_from_controls(layout: labels_lib.LabelLayout, controls: list[Control]
     if ctl.kind == 'class':
       if value not in ctl.names:
         raise InputError(f'unknown class {value!r}; the classes are: {", ".join(ctl.names)}')
-      return translate.build_targets(layout, domain=value)[0]
+      return _owned(translate.build_targets(layout, domain=value)[0], layout, dataset)
     if ctl.kind == 'exclusive':
       if value != KEEP:
         if value not in ctl.names:
@@ -120,7 +120,17 @@ def target_from_controls(layout: labels_lib.LabelLayout, controls: list[Control]
       changes.append(f'{ctl.names[0]}={int(bool(value))}')
   if not changes:  # only exclusive attributes, all kept: the labels as D read them
     return translate.Target('as_read', dataset, lambda c: np.array(c, np.float32))
-  return translate.build_targets(layout, attrs=','.join(changes))[0]
+  return _owned(translate.build_targets(layout, attrs=','.join(changes))[0], layout, dataset)
+
+
+def _owned(target: translate.Target, layout: labels_lib.LabelLayout, dataset: int):
+  # build_targets finds a name in the first dataset that has it; two datasets of a joint
+  # model that share a label name cannot be told apart by name.
+  if target.dataset != dataset:
+    raise InputError(f'{target.name}: these label names belong to dataset '
+                     f'{layout.specs[target.dataset].dataset!r} too; cannot set them on '
+                     f'{layout.specs[dataset].dataset!r} by name')
+  return target
 
 
 class Demo:
@@ -253,7 +263,8 @@ class Demo:
 
   def _out_path(self, name: str, suffix: str) -> str:
     stem = translate._safe(os.path.splitext(os.path.basename(name))[0]) or 'image'
-    return os.path.join(self.out_dir, uuid.uuid4().hex[:12], f'{stem}-{translate._safe(suffix)}.png')
+    return os.path.join(self.out_dir, uuid.uuid4().hex[:12],
+                        f'{stem}-{translate._safe(suffix)}.png')
 
   def translate(self, path: str | None, dataset_choice: str | None, values: list,
                 name: str | None = None) -> tuple[str, dict, str]:
@@ -328,7 +339,8 @@ def build_app(demo: Demo, examples: tuple[list[str], list[str]] | None = None):
     wrapped.__name__ = fn.__name__
     return wrapped
 
-  with gr.Blocks(title=title, analytics_enabled=False) as app:
+  # delete_cache: uploads and outputs older than an hour are removed every hour.
+  with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(3600, 3600)) as app:
     gr.Markdown(f'## {title}\n{demo.describe()}')
     with gr.Row():
       with gr.Column():
