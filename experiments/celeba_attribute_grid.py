@@ -134,7 +134,7 @@ def run(argv=None) -> dict:
                       'WORKDIR/classifier).')
   args = p.parse_args(argv)
   common.ensure_run(args)
-  loaded = evaluate.load_model(args.workdir, args.step)
+  loaded = evaluate.load_model(args.workdir, args.step, use_ema=args.use_ema)
   layout = loaded.layout
   candidates = [j for j, s in enumerate(layout.specs) if s.kind == labels_lib.ATTRIBUTES]
   if not candidates:
@@ -150,7 +150,7 @@ def run(argv=None) -> dict:
     classifier = common.find_classifier(loaded, j, args.classifier_dir)
 
   def translate(x, c):
-    return loaded.translate_np(loaded.g_params, x, layout.embed(j, c))
+    return loaded.translate_np(loaded.generator_params, x, layout.embed(j, c))
 
   # The figure.
   batch = next(input_pipeline.eval_batches(dataset, args.num_images, limit=args.num_images))

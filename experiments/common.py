@@ -27,6 +27,7 @@ def add_run_flags(parser: argparse.ArgumentParser, default_dataset: str) -> None
                       help='TFDS data directory (default: the one the run was trained with).')
   parser.add_argument('--out', default=None,
                       help='Output directory (default: WORKDIR/experiments).')
+  evaluate.add_use_ema_flag(parser)
   g = parser.add_argument_group('a short training run (only with --train)')
   g.add_argument('--train', action='store_true',
                  help='If WORKDIR has no checkpoint yet, first train one there (the demo config '

@@ -43,7 +43,7 @@ def measure(loaded, src: int, trg: int, batches, reader) -> dict:
     x, c_org = batch['image'], np.asarray(batch['label'], np.float32)
     own = c_org if trg == src else np.zeros((x.shape[0], spec.c_dim), np.float32)
     for k, c_trg in enumerate(spec.test_targets(own)):
-      y = loaded.translate_np(loaded.g_params, x, layout.embed(trg, c_trg))
+      y = loaded.translate_np(loaded.generator_params, x, layout.embed(trg, c_trg))
       hits[k] += reader(y, c_trg, k).sum()
       content = joint_common.content_kept(layout.specs[src], x, y)
       if content is not None:
@@ -59,8 +59,8 @@ def measure(loaded, src: int, trg: int, batches, reader) -> dict:
 
 
 def run(args) -> dict:
-  sng = evaluate.load_model(args.sng_workdir)
-  jnt = evaluate.load_model(args.jnt_workdir)
+  sng = evaluate.load_model(args.sng_workdir, use_ema=args.use_ema)
+  jnt = evaluate.load_model(args.jnt_workdir, use_ema=args.use_ema)
   if sng.layout.num_datasets != 1:
     raise ValueError(f'--sng_workdir={args.sng_workdir} holds a joint model '
                      f'({[s.dataset for s in sng.layout.specs]}); expected one dataset')
@@ -97,7 +97,8 @@ def run(args) -> dict:
     for j, spec in enumerate(loaded.layout.specs):
       own = c_org if j == idx else np.zeros((x.shape[0], spec.c_dim), np.float32)
       for k, c_trg in enumerate(spec.test_targets(own)):
-        cols.append(loaded.translate_np(loaded.g_params, x, loaded.layout.embed(j, c_trg)))
+        cols.append(loaded.translate_np(loaded.generator_params, x,
+                                        loaded.layout.embed(j, c_trg)))
         titles.append(f'{tag} {spec.names[k]}')
   out = args.out or os.path.join(jnt.run_dir, 'experiments')
   result['figure'] = common.labelled_grid(cols, titles, os.path.join(out, 'joint_sng_vs_jnt.png'))
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--limit', type=int, default=None, help='Test images measured (default: all).')
   p.add_argument('--num_images', type=int, default=6, help='Rows of the figure.')
   p.add_argument('--out', default=None, help='Output dir (default: JNT_WORKDIR/experiments).')
+  evaluate.add_use_ema_flag(p)  # for both runs
   return p
 
 

@@ -39,7 +39,7 @@ def with_mask(layout, c_full: np.ndarray, dataset: int) -> np.ndarray:
 
 
 def run(args) -> dict:
-  loaded = evaluate.load_model(args.workdir)
+  loaded = evaluate.load_model(args.workdir, use_ema=args.use_ema)
   layout = loaded.layout
   if layout.num_datasets < 2:
     raise ValueError(f'{args.workdir} holds a model of one dataset '
@@ -59,7 +59,7 @@ def run(args) -> dict:
     for k, c_trg in enumerate(spec.test_targets(c_org)):
       full = layout.embed(src, c_trg)
       for mode, c in (('right', full), ('wrong', with_mask(layout, full, wrong))):
-        y = loaded.translate_np(loaded.g_params, x, c)
+        y = loaded.translate_np(loaded.generator_params, x, c)
         stats[mode]['hits'][k] += reader(y, c_trg, k).sum()
         stats[mode]['change'] += float(np.abs(y - x).mean(axis=(1, 2, 3)).sum())
     n += x.shape[0]
@@ -77,8 +77,9 @@ def run(args) -> dict:
   rows_right, rows_wrong = [x], [x]
   for c_trg in spec.test_targets(c_org):
     full = layout.embed(src, c_trg)
-    rows_right.append(loaded.translate_np(loaded.g_params, x, full))
-    rows_wrong.append(loaded.translate_np(loaded.g_params, x, with_mask(layout, full, wrong)))
+    g_params = loaded.generator_params
+    rows_right.append(loaded.translate_np(g_params, x, full))
+    rows_wrong.append(loaded.translate_np(g_params, x, with_mask(layout, full, wrong)))
   # Interleave: image i right-mask row, then its wrong-mask row.
   cols = [np.stack([r for pair in zip(a, b) for r in pair]) for a, b in zip(rows_right, rows_wrong)]
   titles = ['input (rows: right / wrong mask)'] + list(spec.names)
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--limit', type=int, default=None, help='Test images measured (default: all).')
   p.add_argument('--num_images', type=int, default=4, help='Images in the figure.')
   p.add_argument('--out', default=None, help='Output dir (default: WORKDIR/experiments).')
+  evaluate.add_use_ema_flag(p)
   return p
 
 

@@ -38,7 +38,7 @@ def run(argv=None) -> dict:
                       'WORKDIR/classifier).')
   args = p.parse_args(argv)
   common.ensure_run(args)
-  loaded = evaluate.load_model(args.workdir, args.step)
+  loaded = evaluate.load_model(args.workdir, args.step, use_ema=args.use_ema)
   layout = loaded.layout
   candidates = [j for j, s in enumerate(layout.specs) if s.kind == labels_lib.CATEGORICAL]
   if not candidates:
@@ -54,7 +54,7 @@ def run(argv=None) -> dict:
   def translate(x, k):
     c = np.zeros((x.shape[0], spec.c_dim), np.float32)
     c[:, k] = 1.0
-    return loaded.translate_np(loaded.g_params, x, layout.embed(j, c))
+    return loaded.translate_np(loaded.generator_params, x, layout.embed(j, c))
 
   batch = next(input_pipeline.eval_batches(dataset, args.num_images, limit=args.num_images))
   x = batch['image']

@@ -73,9 +73,10 @@ def run(argv=None) -> dict:
   common.ensure_run(args)
   out = common.out_dir(args)
   settings = evaluate.EvalSettings(
+      fid='off',  # Table 3 is the classification protocol; FID has its own run of evaluate
       data_dir=args.data_dir, out_dir=os.path.join(out, 'evaluation'),
       classifier_dir=args.classifier_dir, classifier=evaluate.classifier_settings(args),
-      retrain_classifier=args.retrain_classifier, limit=args.limit)
+      retrain_classifier=args.retrain_classifier, limit=args.limit, use_ema=args.use_ema)
   result = evaluate.evaluate(args.workdir, args.step, settings)
   numbers, md = table(result)
   first = numbers['rows'][0]

@@ -1,7 +1,8 @@
 """Orbax checkpoints: the only module that imports orbax.
 
 A checkpoint step directory holds three items:
-  * ``state``: the ``TrainState`` (G and D params, both Adam states, step);
+  * ``state``: the ``TrainState`` (G and D params, both Adam states, step,
+    and G's EMA when the run keeps one);
   * ``data``: the input iterators' positions (JSON), so a resume sees the
     same batches an uninterrupted run would;
   * ``meta``: what the checkpoint *is* (label layout with names, image size,
@@ -11,10 +12,14 @@ A checkpoint step directory holds three items:
 Orbax writes each step into a temporary directory and renames it only once
 complete, so a process killed during a save leaves the previous checkpoints
 intact and no partial step that ``latest_step`` would pick up.
+
+Checkpoints written before a state field existed still restore: a field the
+saved state lacks and that defaults to None (G's EMA) comes back as None.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -75,12 +80,13 @@ class Checkpointer:
     step, saved_meta = self.restore_meta(step)
     if meta is not None:
       check_compatible(saved_meta, meta, os.path.join(self.directory, str(step)))
-    items = {'state': ocp.args.StandardRestore(abstract_state)}
+    target, rebuild = _restore_target(abstract_state, self._saved_tree(step))
+    items = {'state': ocp.args.StandardRestore(target)}
     has_data = with_data and 'data' in self._item_names(step)
     if has_data:
       items['data'] = ocp.args.JsonRestore()
     out = self._manager.restore(step, args=ocp.args.Composite(**items))
-    return out['state'], saved_meta, (out['data'] if has_data else None)
+    return rebuild(out['state']), saved_meta, (out['data'] if has_data else None)
 
   def saved_shapes(self, step: int | None = None, item: str = 'state') -> dict[tuple, tuple]:
     """{path: shape} of an item's saved arrays, from its metadata alone (no array is read).
@@ -88,14 +94,21 @@ class Checkpointer:
     A path is the tuple of dict keys / attribute names / indices down to the
     array, so it compares with ``path_names`` of a live tree.
     """
+    tree = self._saved_tree(step, item)
+    return {path_names(p): tuple(x.shape) for p, x in jax.tree_util.tree_leaves_with_path(tree)}
+
+  def saved_has(self, field: str, step: int | None = None) -> bool:
+    """Whether the saved state holds arrays under ``field`` (e.g. 'g_ema_params')."""
+    return any(k[:1] == (field,) for k in self.saved_shapes(step))
+
+  def _saved_tree(self, step: int | None, item: str = 'state'):
     step = self._resolve(step)
     reader = ocp.StandardCheckpointer()
     try:
       metadata = reader.metadata(os.path.join(self.directory, str(step), item))
     finally:
       reader.close()
-    tree = metadata.item_metadata.tree
-    return {path_names(p): tuple(x.shape) for p, x in jax.tree_util.tree_leaves_with_path(tree)}
+    return metadata.item_metadata.tree
 
   def _item_names(self, step: int) -> list[str]:
     path = os.path.join(self.directory, str(step))
@@ -107,6 +120,27 @@ class Checkpointer:
   def close(self):
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def _restore_target(abstract_state, saved_tree):
+  """(what to restore, how to rebuild the state from it) for a dataclass state.
+
+  Orbax restores only a tree of the saved structure. A state saved before a
+  field existed lacks it on disk; if that field defaults to None it is left
+  out of the restore and comes back as None (the caller decides what to put
+  there, e.g. the trainer starts G's EMA from G). Any other difference is
+  left for Orbax to report.
+  """
+  if not (dataclasses.is_dataclass(abstract_state) and isinstance(saved_tree, dict)):
+    return abstract_state, lambda restored: restored
+  fields = {f.name: f for f in dataclasses.fields(abstract_state)}
+  missing = [n for n, f in fields.items() if n not in saved_tree and f.default is None]
+  target = {n: getattr(abstract_state, n) for n in fields if n not in missing}
+
+  def rebuild(restored: dict):
+    return dataclasses.replace(abstract_state, **restored, **{n: None for n in missing})
+
+  return target, rebuild
 
 
 def check_compatible(saved: dict, current: dict, where: str) -> None:

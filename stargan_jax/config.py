@@ -45,6 +45,11 @@ class OptimConfig:
   # at 99.9% of the start. 'constant': no decay.
   lr_schedule: str = 'linear'
   lr_update_step: int = 1000
+  # Not in StarGAN v1 (StarGAN v2 uses 0.999): an exponential moving average
+  # of G's weights, ema = decay * ema + (1 - decay) * G after every G step,
+  # which sample grids, --mode=test, evaluate, translate and the experiments
+  # then use. 0 = off: nothing is stored or computed (the paper preset).
+  g_ema_decay: float = 0.0
 
 
 @dataclasses.dataclass

@@ -21,7 +21,9 @@ Writes ``evaluation.json``, ``evaluation.md`` and a bar chart per dataset
 (``error_per_domain*.png``). Everything comes from the checkpoint's ``meta``
 (labels, image size, model sizes, the training config), so no training flags
 are repeated; ``load_generator`` is the public loader the experiment scripts
-and ``translate.py`` share.
+and ``translate.py`` share. Translations use G's EMA when the checkpoint has
+one (``--g_ema_decay``; ``LoadedModel.generator_params``), the raw G weights
+with ``--use_ema=false`` or when it has none (older or imported checkpoints).
 """
 
 from __future__ import annotations
@@ -110,6 +112,26 @@ class LoadedModel:
   d_params: Any
   translate_fn: Callable  # (g_params, x, c) -> images; c in G's label layout
   run_dir: str = ''  # the run directory (parent of checkpoints/)
+  # G's EMA (trained with --g_ema_decay > 0), or None: older, EMA-less and
+  # imported PyTorch checkpoints have none.
+  g_ema_params: Any = None
+  use_ema: bool = True  # what generator_params picks when there is an EMA
+
+  @property
+  def generator_params(self):
+    """The G weights to translate with: the EMA when present and use_ema, else the raw G.
+
+    Every consumer (evaluate, translate, the experiments) translates with
+    these; ``g_params`` stays the raw weights.
+    """
+    if self.use_ema and self.g_ema_params is not None:
+      return self.g_ema_params
+    return self.g_params
+
+  @property
+  def generator_weights(self) -> str:
+    """'ema' or 'raw': which weights ``generator_params`` are (for reports)."""
+    return 'ema' if self.use_ema and self.g_ema_params is not None else 'raw'
 
   def translate_np(self, g_params, x, c) -> np.ndarray:
     return np.asarray(self.translate_fn(g_params, np.asarray(x, np.float32),
@@ -124,8 +146,12 @@ class LoadedModel:
     return int(self.meta['image_size'])
 
 
-def load_model(workdir: str, step: int | None = None) -> LoadedModel:
-  """Restores a checkpoint of ``python -m stargan_jax.main`` without its training flags."""
+def load_model(workdir: str, step: int | None = None, use_ema: bool = True) -> LoadedModel:
+  """Restores a checkpoint of ``python -m stargan_jax.main`` without its training flags.
+
+  G's EMA is restored whenever the checkpoint holds one; ``use_ema=False``
+  makes ``generator_params`` the raw G weights all the same.
+  """
   directory = checkpoint_dir(workdir)
   ck = ckpt_lib.Checkpointer(directory, create=False)
   try:
@@ -148,7 +174,12 @@ def load_model(workdir: str, step: int | None = None) -> LoadedModel:
             f'{[s.names for s in layout.specs]} give {key}={value} (c_dim mismatch)')
     model = steps.StarGAN.from_config(cfg, layout)
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    abstract = ckpt_lib.abstract_like(jax.eval_shape(model.init, jax.random.key(0)), device)
+    abstract = jax.eval_shape(model.init, jax.random.key(0))
+    # What was saved decides, not the stored config: an EMA-less checkpoint
+    # (older, or imported) restores without one.
+    saved_ema = ck.saved_has('g_ema_params', step)
+    abstract = ckpt_lib.abstract_like(
+        abstract.replace(g_ema_params=abstract.g_params if saved_ema else None), device)
     _check_shapes(ck, step, abstract, layout, where)
     try:
       state, meta, _ = ck.restore(abstract, step=step, with_data=False)
@@ -160,7 +191,8 @@ def load_model(workdir: str, step: int | None = None) -> LoadedModel:
   finally:
     ck.close()
   return LoadedModel(cfg, layout, meta, step, model, state.g_params, state.d_params,
-                     functools.partial(_g_apply, model.G), os.path.dirname(directory))
+                     functools.partial(_g_apply, model.G), os.path.dirname(directory),
+                     g_ema_params=state.g_ema_params, use_ema=use_ema)
 
 
 def _check_shapes(ck: ckpt_lib.Checkpointer, step: int, abstract, layout, where: str) -> None:
@@ -171,7 +203,7 @@ def _check_shapes(ck: ckpt_lib.Checkpointer, step: int, abstract, layout, where:
   """
   saved = ck.saved_shapes(step)
   bad = []
-  for net in ('g_params', 'd_params'):
+  for net in ('g_params', 'd_params', 'g_ema_params'):
     for path, a in jax.tree_util.tree_leaves_with_path(getattr(abstract, net)):
       key = (net,) + ckpt_lib.path_names(path)
       if key in saved and saved[key] != tuple(a.shape):
@@ -184,10 +216,15 @@ def _check_shapes(ck: ckpt_lib.Checkpointer, step: int, abstract, layout, where:
         '; '.join(bad[:3]))
 
 
-def load_generator(workdir: str, step: int | None = None):
-  """(translate_fn, g_params, layout, meta) of a checkpoint; meta['step'] is the step."""
-  m = load_model(workdir, step)
-  return m.translate_np, m.g_params, m.layout, dict(m.meta, step=m.step)
+def load_generator(workdir: str, step: int | None = None, use_ema: bool = True):
+  """(translate_fn, g_params, layout, meta) of a checkpoint; meta['step'] is the step.
+
+  g_params are G's EMA when the checkpoint has one, unless ``use_ema=False``;
+  meta['generator_weights'] says which ('ema' or 'raw').
+  """
+  m = load_model(workdir, step, use_ema)
+  return m.translate_np, m.generator_params, m.layout, dict(
+      m.meta, step=m.step, generator_weights=m.generator_weights)
 
 
 def param_counts(loaded: LoadedModel) -> dict:
@@ -245,7 +282,7 @@ def translation_metrics(loaded: LoadedModel, datasets, classifiers: dict, batch_
   reconstruction[source] (reconstruction only for a dataset's own domains,
   as in training).
   """
-  layout, g = loaded.layout, loaded.g_params
+  layout, g = loaded.layout, loaded.generator_params
 
   def translate(x, c):
     return padded_apply(lambda xx: loaded.translate_np(g, xx, pad_rows(c, xx)), x, batch_size)
@@ -307,7 +344,7 @@ def pixel_reader_metrics(loaded: LoadedModel, datasets, limit: int | None = None
     return None
   out = {}
   for i, d in enumerate(datasets):
-    acc = pixel_eval.evaluate(loaded.translate_np, loaded.g_params, loaded.layout,
+    acc = pixel_eval.evaluate(loaded.translate_np, loaded.generator_params, loaded.layout,
                               input_pipeline.eval_batches(d, 100, limit=limit), dataset=i)
     real = pixel_eval.real_image_accuracy(input_pipeline.eval_batches(d, 100, limit=limit), d.spec)
     out[d.name] = {'real_image_accuracy': real, 'translations': acc}
@@ -327,6 +364,7 @@ class EvalSettings:
   limit: int | None = None  # test images per dataset (None: the whole split)
   batch_size: int = 50
   pixel_readers: bool = True
+  use_ema: bool = True  # G's EMA when the checkpoint has one; False: the raw G weights
 
 
 def default_classifier_width(image_size: int) -> int:
@@ -344,11 +382,12 @@ def evaluate(workdir: str, step: int | None = None, settings: EvalSettings | Non
   """Runs the whole protocol on one checkpoint; writes JSON, markdown and plots; returns them."""
   s = settings or EvalSettings()
   t0 = time.time()
-  loaded = load_model(workdir, step)
+  loaded = load_model(workdir, step, use_ema=s.use_ema)
   run_dir = loaded.run_dir
   out_dir = s.out_dir or os.path.join(run_dir, 'evaluation', f'step_{loaded.step}')
   log(f'Evaluating {checkpoint_dir(workdir)} step {loaded.step}: datasets '
-      f'{[sp.dataset for sp in loaded.layout.specs]}, {loaded.image_size} px')
+      f'{[sp.dataset for sp in loaded.layout.specs]}, {loaded.image_size} px, '
+      f'{"EMA" if loaded.generator_weights == "ema" else "raw"} G weights')
   datasets = open_datasets(loaded, s.data_dir)
   clf_settings = s.classifier or classifier_lib.TrainSettings()
   if not clf_settings.width:
@@ -383,6 +422,7 @@ def evaluate(workdir: str, step: int | None = None, settings: EvalSettings | Non
   result = {
       'workdir': os.path.abspath(os.path.expanduser(workdir)),
       'checkpoint_step': loaded.step,
+      'generator_weights': loaded.generator_weights,  # 'ema' or 'raw'
       'image_size': loaded.image_size,
       'datasets': [sp.to_dict() for sp in loaded.layout.specs],
       'parameters': param_counts(loaded),
@@ -419,7 +459,8 @@ def markdown(result: dict) -> str:
   p = result['parameters']
   lines = [f'# Evaluation of {result["workdir"]} (step {result["checkpoint_step"]})', '',
            f'Image size {result["image_size"]} px; parameters: G {p["G"]:,}, D {p["D"]:,}, '
-           f'total {p["total"]:,} ({p["total"] / 1e6:.2f}M).', '']
+           f'total {p["total"]:,} ({p["total"] / 1e6:.2f}M); translated with the '
+           f'{"EMA of G" if result.get("generator_weights") == "ema" else "raw G weights"}.', '']
   for src, per_trg in result['translation'].items():
     for trg, e in per_trg.items():
       clf = result['classifier'][trg]
@@ -551,6 +592,24 @@ def add_classifier_flags(parser: argparse.ArgumentParser) -> None:
                  help='Train a new classifier even if one is saved.')
 
 
+def _bool_value(text: str) -> bool:
+  value = text.strip().lower()
+  if value in ('1', 'true', 'yes'):
+    return True
+  if value in ('0', 'false', 'no'):
+    return False
+  raise argparse.ArgumentTypeError(f'expected true or false, got {text!r}')
+
+
+def add_use_ema_flag(parser: argparse.ArgumentParser) -> None:
+  """--use_ema=true|false (and --nouse_ema), named and read as main.py's absl flag."""
+  parser.add_argument('--use_ema', type=_bool_value, nargs='?', const=True, default=True,
+                      metavar='true|false',
+                      help="Translate with G's EMA when the checkpoint has one (trained with "
+                           "--g_ema_decay > 0; default). --use_ema=false: the raw G weights.")
+  parser.add_argument('--nouse_ema', dest='use_ema', action='store_false', help=argparse.SUPPRESS)
+
+
 def classifier_settings(args) -> classifier_lib.TrainSettings:
   """The classifier flags; width 0 stands for the default of the checkpoint's image size."""
   for flag, value in (('--classifier_epochs', args.classifier_epochs),
@@ -569,7 +628,7 @@ def settings_from_args(args) -> EvalSettings:
   return EvalSettings(data_dir=args.data_dir, out_dir=args.out,
                       classifier_dir=args.classifier_dir, classifier=classifier_settings(args),
                       retrain_classifier=args.retrain_classifier, limit=args.limit,
-                      batch_size=args.batch_size)
+                      batch_size=args.batch_size, use_ema=args.use_ema)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -587,6 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--limit', type=int, default=None, help='Test images per dataset (default: all).')
   p.add_argument('--batch_size', type=int, default=50,
                  help='Evaluation batch size (default %(default)s).')
+  add_use_ema_flag(p)
   add_classifier_flags(p)
   return p
 

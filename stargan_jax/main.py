@@ -20,6 +20,8 @@ F.DEFINE_enum('preset', 'demo', sorted(config_lib.PRESETS),
               'conv_dim 64, batch 16, 200k iterations).')
 F.DEFINE_bool('resume', False, 'Continue from the latest checkpoint in --workdir.')
 F.DEFINE_integer('test_step', None, 'Checkpoint step for --mode=test (default: latest).')
+F.DEFINE_bool('use_ema', True, '--mode=test: translate with G\'s EMA when the checkpoint has one '
+              '(see --g_ema_decay); --use_ema=false uses the raw G weights.')
 # data
 F.DEFINE_list('datasets', None, 'Dataset(s); several for joint training with the mask vector.')
 F.DEFINE_string('data_dir', None, 'TFDS data directory.')
@@ -45,6 +47,9 @@ F.DEFINE_float('d_lr', None, 'D learning rate.')
 F.DEFINE_float('beta1', None, 'Adam beta1.')
 F.DEFINE_float('beta2', None, 'Adam beta2.')
 F.DEFINE_integer('n_critic', None, 'D updates per G update.')
+F.DEFINE_float('g_ema_decay', None, 'Keep an EMA of G\'s weights, ema = d * ema + (1 - d) * G '
+               'after every G step, used by sample/test grids, evaluate, translate and the '
+               'experiments; not in StarGAN v1 (v2 uses 0.999); 0 turns it off (paper preset: 0).')
 F.DEFINE_float('lambda_cls', None, 'Weight of the domain classification loss.')
 F.DEFINE_float('lambda_rec', None, 'Weight of the reconstruction loss.')
 F.DEFINE_float('lambda_gp', None, 'Weight of the gradient penalty.')
@@ -72,7 +77,7 @@ _FIELDS = {
     'data': ('data_dir', 'manual_dir', 'image_size', 'batch_size', 'num_threads'),
     'model': ('g_conv_dim', 'd_conv_dim', 'g_repeat_num', 'd_repeat_num', 'dtype'),
     'optim': ('num_iters', 'num_iters_decay', 'lr_schedule', 'g_lr', 'd_lr', 'beta1', 'beta2',
-              'n_critic'),
+              'n_critic', 'g_ema_decay'),
     'loss': ('lambda_cls', 'lambda_rec', 'lambda_gp', 'lambda_id'),
     'run': ('seed', 'log_every', 'sample_every', 'checkpoint_every', 'keep_checkpoints',
             'num_samples', 'eval_at_end'),
@@ -113,7 +118,7 @@ def main(argv):
     train.train_and_evaluate(cfg, FLAGS.workdir, resume=FLAGS.resume)
   else:
     trainer = train.Trainer(cfg, FLAGS.workdir)
-    trainer.test(step=FLAGS.test_step)
+    trainer.test(step=FLAGS.test_step, use_ema=FLAGS.use_ema)
 
 
 if __name__ == '__main__':

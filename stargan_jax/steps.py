@@ -9,6 +9,10 @@ draws exactly the numbers an uninterrupted one would.
 the last dataset (every iteration has one D step per dataset); a G step of
 that iteration, which runs after it, therefore looks back one iteration to
 recover the same key and hence the same target labels.
+
+With ``g_ema_decay > 0`` the state also carries an exponential moving average
+of G's weights (StarGAN v2's; not in StarGAN v1), updated at the end of every
+G step; with 0 the field is ``None``: nothing is stored or computed.
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ class TrainState:
   d_params: Any
   g_opt_state: Any
   d_opt_state: Any
+  # EMA of g_params (StarGAN v2; not in v1), or None when g_ema_decay is 0.
+  # Last and defaulted, so states built without it (older code, the PyTorch
+  # importer) are still valid.
+  g_ema_params: Any = None
 
 
 def lr_schedule(cfg: config_lib.OptimConfig, base_lr: float) -> Callable[[Any], Any]:
@@ -75,6 +83,12 @@ def make_optimizers(cfg: config_lib.OptimConfig, num_datasets: int = 1):
   return g_tx, d_tx
 
 
+def ema_update(ema, params, decay: float):
+  """decay * ema + (1 - decay) * params, leaf by leaf, in the EMA's dtype."""
+  return jax.tree_util.tree_map(
+      lambda e, p: (decay * e + (1.0 - decay) * p).astype(e.dtype), ema, params)
+
+
 @dataclasses.dataclass(frozen=True)
 class StarGAN:
   """The two networks, the label layout and the loss weights; no state."""
@@ -89,6 +103,7 @@ class StarGAN:
   lambda_rec: float = 10.0
   lambda_gp: float = 10.0
   lambda_id: float = 0.0  # not StarGAN's: CycleGAN's identity loss (0: off, not computed)
+  g_ema_decay: float = 0.0  # not StarGAN v1's: EMA of G's weights (0: off, not stored)
 
   @classmethod
   def from_config(cls, cfg: config_lib.Config, layout: labels_lib.LabelLayout) -> 'StarGAN':
@@ -99,15 +114,21 @@ class StarGAN:
     d = models.Discriminator(cfg.data.image_size, cfg.model.d_conv_dim, layout.cls_dim,
                              cfg.model.d_repeat_num, dtype)
     g_tx, d_tx = make_optimizers(cfg.optim, layout.num_datasets)
+    if not 0.0 <= cfg.optim.g_ema_decay < 1.0:
+      raise ValueError(f'g_ema_decay must be in [0, 1), got {cfg.optim.g_ema_decay}')
     return cls(g, d, layout, cfg.data.image_size, g_tx, d_tx, cfg.loss.lambda_cls,
-               cfg.loss.lambda_rec, cfg.loss.lambda_gp, cfg.loss.lambda_id)
+               cfg.loss.lambda_rec, cfg.loss.lambda_gp, cfg.loss.lambda_id,
+               cfg.optim.g_ema_decay)
 
   def init(self, key) -> TrainState:
     g_key, d_key = jax.random.split(key)
     g_params = models.init_params(self.G, g_key, self.image_size)
     d_params = models.init_params(self.D, d_key, self.image_size)
+    # The EMA starts as a copy of G (as in StarGAN v2): its own buffers, so
+    # that donating the state to a step never donates one buffer twice.
+    g_ema = jax.tree_util.tree_map(jnp.copy, g_params) if self.g_ema_decay else None
     return TrainState(jnp.zeros((), jnp.int32), g_params, d_params, self.g_tx.init(g_params),
-                      self.d_tx.init(d_params))
+                      self.d_tx.init(d_params), g_ema)
 
   # -------------------------------------------------------------------------
 
@@ -183,7 +204,11 @@ class StarGAN:
     grads, metrics = jax.grad(loss_fn, has_aux=True)(state.g_params)
     updates, g_opt_state = self.g_tx.update(grads, state.g_opt_state, state.g_params)
     g_params = optax.apply_updates(state.g_params, updates)
-    return state.replace(g_params=g_params, g_opt_state=g_opt_state), metrics
+    state = state.replace(g_params=g_params, g_opt_state=g_opt_state)
+    if self.g_ema_decay:
+      state = state.replace(g_ema_params=ema_update(state.g_ema_params, g_params,
+                                                    self.g_ema_decay))
+    return state, metrics
 
   def translate(self, g_params, x, c):
     """G(x, c) with c already in G's label layout."""

@@ -4,7 +4,9 @@ Owns the device mesh: parameters and optimiser states are replicated, every
 batch is sharded over a 1-D ``data`` axis of all devices of all hosts, and
 each host builds the global batch from its own share
 (``jax.make_array_from_process_local_data``). The step functions themselves
-(``steps.py``) contain no parallelism code. Only process 0 prints, writes
+(``steps.py``) contain no parallelism code. G's EMA (``--g_ema_decay``), when
+kept, is part of the replicated state; sample grids, test grids and the
+end-of-run pixel readers use it whenever the state has one. Only process 0 prints, writes
 TensorBoard scalars and sample images; checkpoints are saved collectively.
 """
 
@@ -16,6 +18,7 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from stargan_jax import checkpoint as ckpt_lib
@@ -137,10 +140,36 @@ class Trainer:
     return jax.eval_shape(self.model.init, self.init_key)
 
   def restore(self, step: int | None = None, with_data: bool = True):
+    """(state, meta, data_state) of a checkpoint; the state has G's EMA iff the checkpoint has.
+
+    The EMA follows what was saved, not this config's g_ema_decay: test mode
+    uses a saved EMA whatever the flags, and ``train`` reconciles the two.
+    """
+    abstract = self.abstract_state()
+    saved_ema = self.checkpointer.saved_has('g_ema_params', step)
+    abstract = abstract.replace(g_ema_params=abstract.g_params if saved_ema else None)
     abstract = jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.replicated),
-        self.abstract_state())
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.replicated), abstract)
     return self.checkpointer.restore(abstract, self.meta, step, with_data)
+
+  def _match_ema(self, state: steps.TrainState) -> steps.TrainState:
+    """A restored state with G's EMA if and only if this config keeps one."""
+    if self.model.g_ema_decay and state.g_ema_params is None:
+      self._log('The checkpoint has no EMA of G (saved with --g_ema_decay=0, by an older '
+                'version, or imported): the EMA starts from its G.')
+      copy = jax.jit(lambda p: jax.tree_util.tree_map(jnp.copy, p),
+                     out_shardings=self.replicated)
+      state = state.replace(g_ema_params=copy(state.g_params))
+    elif not self.model.g_ema_decay and state.g_ema_params is not None:
+      self._log('--g_ema_decay=0: the checkpoint\'s EMA of G is dropped; training continues '
+                'without one.')
+      state = state.replace(g_ema_params=None)
+    return state
+
+  @staticmethod
+  def generator_params(state, use_ema: bool = True):
+    """The G weights to translate with: the EMA when the state has one (unless use_ema=False)."""
+    return state.g_ema_params if use_ema and state.g_ema_params is not None else state.g_params
 
   def param_counts(self, state=None) -> tuple[int, int]:
     state = self.abstract_state() if state is None else state
@@ -159,6 +188,7 @@ class Trainer:
           f'pass --resume to continue that run or choose another --workdir')
     if resume and existing is not None:
       state, _, data_state = self.restore()
+      state = self._match_ema(state)
       if data_state is not None:
         for it, s in zip(iterators, data_state['iterators']):
           it.set_state(s)
@@ -223,38 +253,49 @@ class Trainer:
     """One grid per dataset: rows = fixed test images, columns = input + every domain."""
     paths = []
     for i, batch in enumerate(fixed):
-      cols = sampling.translation_columns(self._translate_np, state.g_params, self.layout, i,
-                                          batch['image'], batch['label'])
+      cols = sampling.translation_columns(self._translate_np, self.generator_params(state),
+                                          self.layout, i, batch['image'], batch['label'])
       p = path if len(fixed) == 1 else path.replace('.png', f'-{self.layout.specs[i].dataset}.png')
       if self.is_main:
         sampling.save_png(sampling.grid(cols), p)
       paths.append(p)
     return paths
 
-  def test(self, step: int | None = None, out_dir: str | None = None, limit: int | None = None):
-    """Writes translation grids for the test split of every dataset (``--mode=test``)."""
+  def test(self, step: int | None = None, out_dir: str | None = None, limit: int | None = None,
+           use_ema: bool = True):
+    """Writes translation grids for the test split of every dataset (``--mode=test``).
+
+    With G's EMA when the checkpoint has one, unless ``use_ema=False``.
+    """
     state, meta, _ = self.restore(step, with_data=False)
     out_dir = out_dir or os.path.join(self.workdir, 'results')
+    g_params = self.generator_params(state, use_ema)
     written = []
     for i, d in enumerate(self.datasets):
       for k, batch in enumerate(input_pipeline.eval_batches(d, self.cfg.run.num_samples,
                                                             limit=limit)):
-        cols = sampling.translation_columns(self._translate_np, state.g_params, self.layout, i,
+        cols = sampling.translation_columns(self._translate_np, g_params, self.layout, i,
                                             batch['image'], batch['label'])
         name = f'{k + 1:04d}-images.png' if len(self.datasets) == 1 else f'{d.name}-{k + 1:04d}-images.png'
         if self.is_main:
           written.append(sampling.save_png(sampling.grid(cols), os.path.join(out_dir, name)))
-    self._log(f'Wrote {len(written)} grids from step {int(state.step)} to {out_dir}')
+    weights = 'EMA' if g_params is state.g_ema_params else 'raw'
+    self._log(f'Wrote {len(written)} grids from step {int(state.step)} ({weights} G weights) to '
+              f'{out_dir}')
     return written
 
-  def pixel_accuracy(self, state, limit: int | None = None) -> dict | None:
-    """Pixel-reader translation accuracy on the test split (built-in datasets only)."""
+  def pixel_accuracy(self, state, limit: int | None = None, use_ema: bool = True) -> dict | None:
+    """Pixel-reader translation accuracy on the test split (built-in datasets only).
+
+    Of G's EMA when the state has one, unless ``use_ema=False``.
+    """
     if not all(d.name in pixel_eval.READABLE for d in self.datasets):
       return None
     results = {}
     for i, d in enumerate(self.datasets):
       batches = input_pipeline.eval_batches(d, 100, limit=limit)
-      results[d.name] = pixel_eval.evaluate(self._translate_np, state.g_params, self.layout,
+      results[d.name] = pixel_eval.evaluate(self._translate_np,
+                                            self.generator_params(state, use_ema), self.layout,
                                             batches, dataset=i)
     return results
 
@@ -275,7 +316,8 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str, resume: bool = Fals
       for src, per_target in acc.items():
         for trg, r in per_target.items():
           trainer._log(
-              f'Test split, {src} -> {trg} domains ({r["translations"]} translations): '
+              f'Test split, {src} -> {trg} domains ({r["translations"]} translations'
+              f'{", EMA of G" if state.g_ema_params is not None else ""}): '
               f'target reached {r["target_accuracy"]:.1%}, all labels right '
               f'{r["all_labels_accuracy"]:.1%}, content preserved {r["content_preserved"]:.1%}, '
               f'target reached with content preserved {r["success"]:.1%}')

@@ -18,6 +18,9 @@ discriminator (its classification head), then the requested attributes are
 changed (``--attrs``), or the class is replaced (``--domain``), or the test
 grid's targets are built from them (``--all_domains``). ``labels.json`` in
 the output directory lists what D read and the targets used, per image.
+
+G's EMA translates when the checkpoint has one (``--g_ema_decay`` in
+training); ``--use_ema=false`` uses the raw G weights.
 """
 
 from __future__ import annotations
@@ -225,11 +228,15 @@ def translate(workdir: str, input_path: str, out_dir: str, attrs: str | None = N
               domain: str | None = None, all_domains: bool = False, grid: bool = False,
               step: int | None = None, crop_size: int | None = None, batch_size: int = 16,
               log: Callable[[str], None] = print,
-              warn: Callable[[str], None] | None = None) -> dict:
-  """Translates every readable image; returns a summary (written, failed, files)."""
+              warn: Callable[[str], None] | None = None, use_ema: bool = True) -> dict:
+  """Translates every readable image; returns a summary (written, failed, files).
+
+  With G's EMA when the checkpoint has one, unless ``use_ema=False``.
+  """
   warn = warn or (lambda m: print(f'warning: {m}', file=sys.stderr))
   files, ignored = list_inputs(input_path)
-  loaded = evaluate.load_model(workdir, step)
+  loaded = evaluate.load_model(workdir, step, use_ema=use_ema)
+  g_params = loaded.generator_params
   layout, size = loaded.layout, loaded.image_size
   targets = build_targets(layout, attrs, domain, all_domains)  # before any image is read
   crop = crop_size if crop_size is not None else loaded.meta.get('crop_size')
@@ -248,7 +255,8 @@ def translate(workdir: str, input_path: str, out_dir: str, attrs: str | None = N
       warn(f'{e}; skipping it')
       failed.append(f)
   summary = {'workdir': os.path.abspath(workdir), 'checkpoint_step': loaded.step,
-             'image_size': size, 'inputs': len(files), 'translated': len(names),
+             'generator_weights': loaded.generator_weights, 'image_size': size,
+             'inputs': len(files), 'translated': len(names),
              'failed': [os.path.abspath(f) for f in failed], 'targets': [t.name for t in targets],
              'files': []}
   if not images:
@@ -266,7 +274,7 @@ def translate(workdir: str, input_path: str, out_dir: str, attrs: str | None = N
       batch_targets.append(c_trg)
       cols.append(evaluate.padded_apply(
           lambda xx, c=layout.embed(t.dataset, c_trg): loaded.translate_np(
-              loaded.g_params, xx, evaluate.pad_rows(c, xx)), x, batch_size))
+              g_params, xx, evaluate.pad_rows(c, xx)), x, batch_size))
     for i in range(x.shape[0]):
       stem = stems[start + i]
       for t, col in zip(targets, cols[1:]):
@@ -295,7 +303,8 @@ def translate(workdir: str, input_path: str, out_dir: str, attrs: str | None = N
   with open(os.path.join(out_dir, 'labels.json'), 'w') as f:
     json.dump({'columns': ['input'] + [t.name for t in targets], 'images': records}, f, indent=2)
   log(f'Translated {len(names)} of {len(files)} image(s) with checkpoint step {loaded.step} '
-      f'({size} px) into {len(targets)} target(s): wrote {len(summary["files"])} file(s) '
+      f'({size} px, {"EMA" if loaded.generator_weights == "ema" else "raw"} G weights) into '
+      f'{len(targets)} target(s): wrote {len(summary["files"])} file(s) '
       f'to {out_dir}' + (f'; {len(failed)} could not be read' if failed else ''))
   return summary
 
@@ -330,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help='Centre crop in pixels before resizing (default: the largest centred '
                       'square).')
   p.add_argument('--batch_size', type=int, default=16)
+  evaluate.add_use_ema_flag(p)
   return p
 
 
@@ -340,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     return 2
   try:
     summary = translate(args.workdir, args.input, args.out, args.attrs, args.domain,
-                        args.all_domains, args.grid, args.step, args.crop_size, args.batch_size)
+                        args.all_domains, args.grid, args.step, args.crop_size, args.batch_size,
+                        use_ema=args.use_ema)
   except (FileNotFoundError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
