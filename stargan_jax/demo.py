@@ -18,7 +18,8 @@ size, crop) comes from the checkpoint's meta, as for ``translate``:
   models the dataset whose labels are set (the mask vector);
 * the translation at the model's size and, on request, the test grid's row
   (input, then every target domain), both PNG files, downloadable;
-* the EMA generator's weights when the checkpoint has them, otherwise G's.
+* G's EMA weights when the checkpoint has them (``LoadedModel.generator_params``, as
+  ``translate``; ``--use_ema=false``: the raw G), otherwise G's.
 
 Targets are built by ``translate.build_targets`` from the controls, so a
 translation on the page equals ``translate``'s for the same targets, bit for
@@ -56,8 +57,9 @@ KEEP = "keep D's reading"
 # a 10,000 x 10,000 image (100 MP, 300 MB decoded) is refused before it is decoded.
 MAX_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
 NUM_EXAMPLES = 8
-# The 32-128 px outputs are shown enlarged; keep their pixels square.
-CSS = '.pixelated img { image-rendering: pixelated; }'
+# The 32-128 px images are shown enlarged, with square pixels.
+CSS = ('.pixelated img { image-rendering: pixelated; width: 100%; height: 100%; '
+       'object-fit: contain; }')
 
 
 class InputError(ValueError):
@@ -141,9 +143,10 @@ class Demo:
     self.layout = loaded.layout
     self.size = loaded.image_size
     self.crop = loaded.meta.get('crop_size')
-    ema = getattr(loaded, 'g_ema_params', None)
-    self.uses_ema = ema is not None
-    self.g_params = ema if ema is not None else loaded.g_params
+    # The weights translate and evaluate use: G's EMA when the checkpoint has one
+    # (unless loaded with use_ema=False), else the raw G.
+    self.g_params = loaded.generator_params
+    self.uses_ema = loaded.generator_weights == 'ema'
     self.controls = build_controls(self.layout)
     self.out_dir = out_dir or tempfile.mkdtemp(prefix='stargan-jax-demo-')
     self.compile_s = None
@@ -159,15 +162,15 @@ class Demo:
     self.compile_s = time.perf_counter() - start
     return self.compile_s
 
-  def write_examples(self, limit: int = NUM_EXAMPLES) -> tuple[list[str], list[str], list[str]]:
-    """(PNG files, captions, notes) of the first test images of each prepared dataset.
+  def write_examples(self, limit: int = NUM_EXAMPLES) -> tuple[list[str], list[str]]:
+    """(PNG files, notes) of the first test images of each prepared dataset.
 
     A dataset that is not prepared (or labels differently) is noted and skipped;
     nothing is downloaded or built here.
     """
     from stargan_jax import input_pipeline
     cfg = self.loaded.cfg
-    files, captions, notes = [], [], []
+    files, notes = [], []
     per_dataset = max(1, limit // self.layout.num_datasets)
     for j, spec in enumerate(self.layout.specs):
       attrs = spec.names if spec.kind == labels_lib.ATTRIBUTES else None
@@ -181,12 +184,10 @@ class Demo:
           ex = ds.example(test[i])
           path = os.path.join(self.out_dir, 'examples', f'{translate._safe(spec.dataset)}-{i}.png')
           sampling.save_png(ex['image'], path)
-          on = [n for n, v in zip(spec.names, ex['label']) if v == 1.0]
           files.append(path)
-          captions.append(f'{spec.dataset} test {i}: {", ".join(on) or "none"}')
       except Exception as e:  # any failure here only costs the examples
         notes.append(f'no test images of {spec.dataset!r} ({type(e).__name__}: {e})')
-    return files, captions, notes
+    return files, notes
 
   # -- requests --------------------------------------------------------------
 
@@ -300,7 +301,12 @@ class Demo:
   def describe(self) -> str:
     m = self.loaded
     labels = '; '.join(f'{s.dataset}: {s.kind} {", ".join(s.names)}' for s in self.layout.specs)
-    weights = 'EMA generator' if self.uses_ema else 'generator (no EMA weights in the checkpoint)'
+    if self.uses_ema:
+      weights = "G's EMA weights"
+    elif m.g_ema_params is not None:
+      weights = "raw G weights (--use_ema=false; the checkpoint has an EMA)"
+    else:
+      weights = 'G weights (the checkpoint has no EMA)'
     return (f'Checkpoint `{m.run_dir}` step {m.step}, {self.size} px, {weights}. Labels: {labels}. '
             f'The controls start at what the discriminator reads from the image.')
 
@@ -321,7 +327,7 @@ def _payload_path(payload) -> tuple[str | None, str | None]:
   raise InputError(f'unexpected image value {type(payload).__name__}')
 
 
-def build_app(demo: Demo, examples: tuple[list[str], list[str]] | None = None):
+def build_app(demo: Demo, examples: list[str] | None = None):
   """The Gradio Blocks of the page (not launched)."""
   import gradio as gr
 
@@ -347,9 +353,10 @@ def build_app(demo: Demo, examples: tuple[list[str], list[str]] | None = None):
         image = gr.Image(label='Input image (upload, or pick a test image below)',
                          type='filepath', image_mode=None, sources=['upload', 'clipboard'],
                          height=256)
-        if examples and examples[0]:
-          gr.Examples([[p] for p in examples[0]], inputs=[image], example_labels=examples[1],
-                      label='Test images of the run\'s dataset', examples_per_page=NUM_EXAMPLES)
+        if examples:
+          gr.Examples([[p] for p in examples], inputs=[image],
+                      label='Test images of the run\'s dataset (first of its test split)',
+                      examples_per_page=NUM_EXAMPLES)
         seen = gr.Image(label=f'As the model sees it ({demo.size} px)', type='filepath',
                         format='png', interactive=False, height=128,
                         elem_classes=['pixelated'])
@@ -381,7 +388,8 @@ def build_app(demo: Demo, examples: tuple[list[str], list[str]] | None = None):
                         type='filepath', format='png', interactive=False, height=128,
                         buttons=['download', 'fullscreen'], elem_classes=['pixelated'])
         status = gr.Markdown()
-        target_json = gr.JSON(label='Target labels used')
+        with gr.Accordion('Target labels used', open=False):
+          target_json = gr.JSON(label='Labels read by D, and the target given to G')
 
     @guard
     def on_image(payload):
@@ -431,20 +439,20 @@ class Server:
 
 
 def serve(workdir: str, step: int | None = None, host: str = '127.0.0.1', port: int = 7860,
-          num_examples: int = NUM_EXAMPLES, log=print, loaded: evaluate.LoadedModel | None = None
-          ) -> Server:
+          num_examples: int = NUM_EXAMPLES, log=print, loaded: evaluate.LoadedModel | None = None,
+          use_ema: bool = True) -> Server:
   """Loads the checkpoint, compiles, and starts the server (in a thread); returns it."""
   os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
   os.environ.setdefault('HF_HUB_DISABLE_TELEMETRY', '1')
   import gradio  # noqa: F401  (fail before loading anything when it is missing)
-  loaded = loaded or evaluate.load_model(workdir, step)
+  loaded = loaded or evaluate.load_model(workdir, step, use_ema=use_ema)
   demo = Demo(loaded)
   try:
     compile_s = demo.warm_up()
-    files, captions, notes = demo.write_examples(num_examples) if num_examples else ([], [], [])
+    files, notes = demo.write_examples(num_examples) if num_examples else ([], [])
     for n in notes:
       log(f'Note: {n}')
-    app = build_app(demo, (files, captions))
+    app = build_app(demo, files)
     app.queue(default_concurrency_limit=1)
     _, local_url, _ = app.launch(server_name=host, server_port=port, share=False,
                                  prevent_thread_lock=True, quiet=True, show_error=False,
@@ -453,9 +461,9 @@ def serve(workdir: str, step: int | None = None, host: str = '127.0.0.1', port: 
     shutil.rmtree(demo.out_dir, ignore_errors=True)
     raise
   url = local_url.rstrip('/')
-  log(f'Checkpoint step {loaded.step} ({demo.size} px, '
-      f'{"EMA " if demo.uses_ema else ""}G) compiled in {compile_s:.1f} s; serving {url}/ '
-      f'(Ctrl+C stops it)')
+  weights = 'G EMA' if demo.uses_ema else 'G'
+  log(f'Checkpoint step {loaded.step} ({demo.size} px, {weights} weights) compiled in '
+      f'{compile_s:.1f} s; serving {url}/ (Ctrl+C stops it)')
   return Server(app, demo, url)
 
 
@@ -478,6 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--host', default='127.0.0.1',
                  help='Address to listen on (default %(default)s: this machine only; 0.0.0.0 '
                       'serves the network).')
+  evaluate.add_use_ema_flag(p)
   p.add_argument('--examples', type=int, default=NUM_EXAMPLES,
                  help='Test images of the run\'s dataset offered on the page, when it is '
                       'prepared (default %(default)s; 0: none).')
@@ -500,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
           file=sys.stderr)
     return 2
   try:
-    loaded = evaluate.load_model(args.workdir, args.step)
+    loaded = evaluate.load_model(args.workdir, args.step, use_ema=args.use_ema)
   except (FileNotFoundError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
