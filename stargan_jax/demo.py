@@ -202,6 +202,7 @@ class Demo:
         warnings.simplefilter('ignore', Image.DecompressionBombWarning)
         with Image.open(path) as im:  # the header only
           w, h, mode = im.width, im.height, im.mode
+          alpha = 'A' in mode or 'transparency' in im.info
     except Image.DecompressionBombError as e:
       raise InputError(f'{name} is too large to decode here ({e}); downscale it first') from e
     except Exception as e:  # UnidentifiedImageError, or a header PIL cannot parse
@@ -213,7 +214,7 @@ class Demo:
                        f'limit); downscale it first')
     if mode != 'RGB':
       notes.append(f'{mode} image converted to RGB' +
-                   (' (transparency dropped)' if 'A' in mode or mode == 'P' else ''))
+                   (' (transparency dropped)' if alpha else ''))
     if min(w, h) < self.size:
       notes.append(f'{w}x{h} is smaller than the model\'s {self.size} px: upscaled')
     try:

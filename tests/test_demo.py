@@ -271,13 +271,16 @@ def test_bad_uploads_get_a_message_and_the_server_keeps_serving(attr_page, attr_
   Image.fromarray(noise[..., 0]).save(tmp_path / 'grey.png')
   Image.fromarray(np.dstack([noise, noise[..., :1]])).save(tmp_path / 'rgba.png')
   Image.new('RGB', (1, 1), (200, 30, 30)).save(tmp_path / 'dot.png')
+  Image.fromarray(noise).convert('P').save(tmp_path / 'palette.png')
   converted = {'grey.png': 'L image converted to RGB',
                'rgba.png': 'RGBA image converted to RGB (transparency dropped)',
-               'dot.png': "1x1 is smaller than the model's 32 px: upscaled"}
+               'dot.png': "1x1 is smaller than the model's 32 px: upscaled",
+               'palette.png': 'P image converted to RGB'}
   for name, note in converted.items():
     out, _, status = attr_page.call('/translate', tmp_path / name, 'procedural', 'Green', False,
                                     False)
     assert note in status, status
+    assert ('transparency' in status) == (name == 'rgba.png'), status
     assert translate.main([f'--workdir={attr_run}', f'--input={tmp_path / name}',
                            f'--out={tmp_path / "cli"}', '--attrs=Green=1,Frame=0,Dark=0']) == 0
     stem = name.split('.')[0]
