@@ -1,6 +1,7 @@
 """G's EMA (--g_ema_decay): the update, its defaults, checkpoints old and new, its consumers."""
 
 import os
+import shutil
 from typing import Any
 
 import flax
@@ -38,7 +39,8 @@ class OldTrainState:
 
 
 def _leaves(tree):
-  return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+  # Copies: a donated state's buffers are reused by the next step.
+  return [np.array(x) for x in jax.tree_util.tree_leaves(tree)]
 
 
 def _same(a, b):
@@ -61,31 +63,64 @@ def _batch(n=4, seed=0):
           'label': jnp.asarray(np.eye(5, dtype=np.float32)[rng.integers(0, 5, n)])}
 
 
-def _ema_config(make_tiny_config, decay=DECAY, **kwargs):
-  cfg = make_tiny_config(**kwargs)
+# Every test that trains shares one config (the tiny one with the EMA on, 8
+# iterations), so the steps compile once per session and every later Trainer
+# finds them in the compilation cache.
+ITERS = 8
+
+
+def _ema_config(make_tiny_config, decay=DECAY):
+  cfg = make_tiny_config(num_iters=ITERS)
   cfg.optim.g_ema_decay = decay
+  cfg.run.checkpoint_every = ITERS // 2
   return cfg
+
+
+@pytest.fixture(scope='module')
+def ema_run(tmp_path_factory, data_dir):
+  """The first half (4 iterations, 2 G steps) of an EMA run; checkpoint at step 4."""
+  from conftest import tiny_config
+
+  def make(**kwargs):
+    return tiny_config(data_dir, **kwargs)
+  workdir = tmp_path_factory.mktemp('ema_run')
+  trainer = train.Trainer(_ema_config(make), str(workdir))
+  state = trainer.train(num_iters=ITERS // 2)
+  trainer.checkpointer.close()
+  return str(workdir), state
+
+
+def _copy_run(workdir, to):
+  shutil.copytree(workdir, to)
+  return str(to)
 
 
 # -- the update ------------------------------------------------------------------
 
-def test_ema_is_decay_mix_after_g_step_and_untouched_by_d_step():
-  model = _tiny_model(DECAY)
-  d_step = jax.jit(model.d_step, static_argnums=3, donate_argnums=0)
-  g_step = jax.jit(model.g_step, static_argnums=3, donate_argnums=0)
-  state = jax.jit(model.init)(jax.random.key(0))
-  assert _same(state.g_ema_params, state.g_params)  # starts as a copy of G
-  key = jax.random.key(1)
-  for i in range(2):
-    ema_before = _leaves(state.g_ema_params)
-    state, _ = d_step(state, _batch(seed=i), key, 0)
-    assert _same(_leaves(state.g_ema_params), ema_before)
-    ema_before = _leaves(state.g_ema_params)
-    state, _ = g_step(state, _batch(seed=i), key, 0)
-    g_after = _leaves(state.g_params)
-    for e, before, g in zip(_leaves(state.g_ema_params), ema_before, g_after):
-      np.testing.assert_allclose(e, DECAY * before + (1 - DECAY) * g, rtol=1e-6, atol=1e-7)
+def test_ema_is_decay_mix_after_g_step_and_untouched_by_d_step(ema_run, make_tiny_config,
+                                                               tmp_path):
+  trainer = train.Trainer(_ema_config(make_tiny_config), _copy_run(ema_run[0], tmp_path / 'r'))
+  state, _, _ = trainer.restore()
   assert not _same(state.g_ema_params, state.g_params)
+  batch = trainer.to_global(next(trainer.train_iterators()[0]))
+  ema_before = _leaves(state.g_ema_params)
+  state, _ = trainer.d_step(state, batch, trainer.step_key, 0)
+  assert _same(_leaves(state.g_ema_params), ema_before)
+  state, _ = trainer.g_step(state, batch, trainer.step_key, 0)
+  for e, before, g in zip(_leaves(state.g_ema_params), ema_before, _leaves(state.g_params)):
+    np.testing.assert_allclose(e, DECAY * before + (1 - DECAY) * g, rtol=1e-6, atol=1e-7)
+  assert not _same(state.g_ema_params, state.g_params)
+  trainer.checkpointer.close()
+
+
+def test_ema_starts_as_a_copy_of_g(ema_run, make_tiny_config, tmp_path):
+  trainer = train.Trainer(_ema_config(make_tiny_config), str(tmp_path))
+  state = trainer.init_state()
+  trainer.checkpointer.close()
+  assert _same(state.g_ema_params, state.g_params)
+  # Separate buffers: the donated state never hands one buffer over twice.
+  ema, g = (jax.tree_util.tree_leaves(t) for t in (state.g_ema_params, state.g_params))
+  assert all(a.unsafe_buffer_pointer() != b.unsafe_buffer_pointer() for a, b in zip(ema, g))
 
 
 def test_ema_is_off_by_default_and_in_the_paper_preset():
@@ -94,14 +129,16 @@ def test_ema_is_off_by_default_and_in_the_paper_preset():
   assert config_lib.PRESETS['paper']().optim.g_ema_decay == 0
   assert config_lib.paper_config('rafd').optim.g_ema_decay == 0
   model = _tiny_model(0.0)
-  state = model.init(jax.random.key(0))
+  state = jax.eval_shape(model.init, jax.random.key(0))
   assert state.g_ema_params is None
-  with_ema = _tiny_model(DECAY).init(jax.random.key(0))
+  with_ema = jax.eval_shape(_tiny_model(DECAY).init, jax.random.key(0))
   # Off: no EMA leaves in the state, so the compiled steps carry nothing extra.
   assert len(jax.tree_util.tree_leaves(with_ema)) == (
       len(jax.tree_util.tree_leaves(state)) + len(jax.tree_util.tree_leaves(state.g_params)))
-  after, _ = jax.jit(model.g_step, static_argnums=3)(state, _batch(), jax.random.key(1), 0)
+  after, _ = jax.eval_shape(lambda s, b, k: model.g_step(s, b, k, 0), state, _batch(),
+                            jax.random.key(1))
   assert after.g_ema_params is None
+  assert jax.tree_util.tree_structure(after) == jax.tree_util.tree_structure(state)
   for bad in (-0.1, 1.0):
     with pytest.raises(ValueError, match='g_ema_decay'):
       _tiny_model(bad)
@@ -117,97 +154,73 @@ def test_main_flags_set_the_decay_and_the_weights():
     fv[name] = copy.deepcopy(main.FLAGS[name])  # the module's own flags stay unparsed
   fv(['prog', '--g_ema_decay=0.999', '--nouse_ema', '--preset=paper'])
   assert fv.g_ema_decay == 0.999 and fv.use_ema is False
+  fv(['prog', '--use_ema=true'])
+  assert fv.use_ema is True
   assert 'g_ema_decay' in main._FIELDS['optim']
 
 
 # -- training, checkpoints, resume ----------------------------------------------
 
-def test_resume_with_ema_equals_straight_run(make_tiny_config, tmp_path):
-  k = 4
-  straight_trainer = train.Trainer(_ema_config(make_tiny_config, num_iters=2 * k),
-                                   str(tmp_path / 'straight'))
-  straight = straight_trainer.train()
-  cfg = _ema_config(make_tiny_config, num_iters=2 * k)
-  cfg.run.checkpoint_every = k
-  first = train.Trainer(cfg, str(tmp_path / 'resumed'))
-  first.train(num_iters=k)
-  first.checkpointer.close()
-  trainer = train.Trainer(cfg, str(tmp_path / 'resumed'))
-  saved, _, _ = trainer.restore(k)
+def test_resume_with_ema_equals_straight_run(ema_run, make_tiny_config, tmp_path):
+  straight = train.Trainer(_ema_config(make_tiny_config), str(tmp_path / 'straight')).train()
+  trainer = train.Trainer(_ema_config(make_tiny_config), _copy_run(ema_run[0], tmp_path / 'r'))
+  saved, _, _ = trainer.restore(ITERS // 2)
   assert saved.g_ema_params is not None and not _same(saved.g_ema_params, saved.g_params)
   resumed = trainer.train(resume=True)
-  assert int(resumed.step) == int(straight.step) == 2 * k
+  trainer.checkpointer.close()
+  assert int(resumed.step) == int(straight.step) == ITERS
   assert _same(resumed, straight)  # every leaf, the EMA included, bit for bit
   assert not _same(resumed.g_ema_params, resumed.g_params)
   for x in jax.tree_util.tree_leaves(resumed.g_ema_params):
     assert x.sharding.is_equivalent_to(trainer.replicated, x.ndim)  # replicated like G
 
 
-def _old_checkpoint(make_tiny_config, workdir):
-  """A run's checkpoint as the code before the EMA saved it (no such field), in workdir."""
-  trainer = train.Trainer(make_tiny_config(num_iters=2), str(workdir / 'new'))
-  state = trainer.train()
-  _, _, data_state = trainer.restore()
-  trainer.checkpointer.close()
-  ck = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'))
-  old = OldTrainState(state.step, state.g_params, state.d_params, state.g_opt_state,
-                      state.d_opt_state)
-  ck.save(2, old, trainer.meta, data_state, wait=True)
-  assert not any(k[0] == 'g_ema_params' for k in ck.saved_shapes(2))
-  assert not ck.saved_has('g_ema_params', 2)
+def test_old_checkpoint_without_ema_loads_and_resumes(ema_run, make_tiny_config, tmp_path):
+  workdir, s = ema_run
+  run = train.Trainer(_ema_config(make_tiny_config), workdir)
+  _, _, data_state = run.restore()
+  run.checkpointer.close()
+  # The run's step-4 state as the code before the EMA saved it: no such field.
+  old_dir = tmp_path / 'old'
+  ck = ckpt_lib.Checkpointer(str(old_dir / 'checkpoints'))
+  ck.save(ITERS // 2, OldTrainState(s.step, s.g_params, s.d_params, s.g_opt_state,
+                                    s.d_opt_state), run.meta, data_state, wait=True)
+  assert not ck.saved_has('g_ema_params')
+  assert not any(k[0] == 'g_ema_params' for k in ck.saved_shapes())
   ck.close()
-  return state
 
-
-def test_old_checkpoint_without_ema_loads_and_resumes(make_tiny_config, tmp_path):
-  state = _old_checkpoint(make_tiny_config, tmp_path)
-  loaded = evaluate.load_model(str(tmp_path))
+  loaded = evaluate.load_model(str(old_dir))
   assert loaded.g_ema_params is None and loaded.generator_weights == 'raw'
-  assert loaded.generator_params is loaded.g_params and _same(loaded.g_params, state.g_params)
-  # Resumed without an EMA: the state as saved.
-  plain = train.Trainer(make_tiny_config(num_iters=2), str(tmp_path))
+  assert loaded.generator_params is loaded.g_params and _same(loaded.g_params, s.g_params)
+  # Restored by a config without the EMA: the state as saved.
+  plain = train.Trainer(make_tiny_config(num_iters=ITERS), str(old_dir))
   restored, _, _ = plain.restore()
-  assert restored.g_ema_params is None and _same(restored, state)
   plain.checkpointer.close()
+  assert restored.g_ema_params is None
+  assert _same(restored, s.replace(g_ema_params=None))
   # Resumed with the EMA on: it starts from the checkpoint's G and is trained on.
-  cfg = _ema_config(make_tiny_config, num_iters=4)
-  trainer = train.Trainer(cfg, str(tmp_path))
+  trainer = train.Trainer(_ema_config(make_tiny_config), str(old_dir))
   restored, _, _ = trainer.restore()
   assert restored.g_ema_params is None
-  assert _same(trainer._match_ema(restored).g_ema_params, state.g_params)
+  assert _same(trainer._match_ema(restored).g_ema_params, s.g_params)
   after = trainer.train(resume=True)
   trainer.checkpointer.close()
-  assert int(after.step) == 4 and after.g_ema_params is not None
+  assert int(after.step) == ITERS and after.g_ema_params is not None
   assert not _same(after.g_ema_params, after.g_params)
-  assert evaluate.load_model(str(tmp_path)).generator_weights == 'ema'
+  assert evaluate.load_model(str(old_dir)).generator_weights == 'ema'
 
 
-def test_ema_checkpoint_resumed_with_ema_off_drops_it(make_tiny_config, tmp_path):
-  first = train.Trainer(_ema_config(make_tiny_config, num_iters=2), str(tmp_path))
-  first.train()
-  first.checkpointer.close()
-  trainer = train.Trainer(make_tiny_config(num_iters=4), str(tmp_path))
-  assert trainer.restore()[0].g_ema_params is not None  # test mode still sees it
-  after = trainer.train(resume=True)
+def test_ema_checkpoint_restored_with_ema_off(ema_run, make_tiny_config):
+  workdir, state = ema_run
+  trainer = train.Trainer(make_tiny_config(num_iters=ITERS), workdir)  # no --g_ema_decay
+  restored, _, _ = trainer.restore()
   trainer.checkpointer.close()
-  assert int(after.step) == 4 and after.g_ema_params is None
-  assert evaluate.load_model(str(tmp_path)).g_ema_params is None
+  assert _same(restored.g_ema_params, state.g_ema_params)  # test mode still has it
+  dropped = trainer._match_ema(restored)  # what train(resume=True) trains on
+  assert dropped.g_ema_params is None and _same(dropped.g_params, state.g_params)
 
 
 # -- consumers ----------------------------------------------------------------------
-
-@pytest.fixture(scope='module')
-def ema_run(tmp_path_factory, data_dir):
-  """4 iterations (2 G steps) with the EMA on."""
-  from conftest import tiny_config
-  workdir = str(tmp_path_factory.mktemp('ema_run'))
-  cfg = tiny_config(data_dir, num_iters=4)
-  cfg.optim.g_ema_decay = DECAY
-  trainer = train.Trainer(cfg, workdir)
-  state = trainer.train()
-  trainer.checkpointer.close()
-  return workdir, state
-
 
 def test_loader_uses_ema_by_default_and_raw_on_request(ema_run):
   workdir, state = ema_run
@@ -281,7 +294,7 @@ def test_translate_uses_ema_by_default_and_raw_on_request(ema_run, tmp_path):
 
 def test_test_mode_grids_use_ema_unless_asked(ema_run, make_tiny_config, tmp_path, capsys):
   workdir, _ = ema_run
-  trainer = train.Trainer(make_tiny_config(num_iters=4), workdir)  # flags without the decay
+  trainer = train.Trainer(make_tiny_config(num_iters=ITERS), workdir)  # no --g_ema_decay
   ema_grid, = trainer.test(out_dir=str(tmp_path / 'ema'), limit=2)
   raw_grid, = trainer.test(out_dir=str(tmp_path / 'raw'), limit=2, use_ema=False)
   trainer.checkpointer.close()

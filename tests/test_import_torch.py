@@ -21,6 +21,7 @@ from torch import nn
 
 from experiments.torch_reference import TorchDiscriminator, TorchGenerator
 from stargan_jax import checkpoint as ckpt_lib
+from stargan_jax import evaluate
 from stargan_jax import import_torch
 from stargan_jax import models
 from stargan_jax import steps
@@ -318,6 +319,11 @@ def test_import_without_d_restores_in_trainer(tmp_path, monkeypatch, capsys):
     ref = G(torch.from_numpy(x.transpose(0, 3, 1, 2)), torch.from_numpy(c)).numpy()
   ours = np.asarray(trainer.translate_fn(restored.g_params, x, c))
   np.testing.assert_array_equal(ours, np.asarray(trainer.translate_fn(state.g_params, x, c)))
+  # The reference has no EMA of G: an imported checkpoint translates with G itself.
+  assert restored.g_ema_params is None
+  loaded = evaluate.load_model(workdir)
+  assert loaded.g_ema_params is None and loaded.generator_weights == 'raw'
+  assert loaded.generator_params is loaded.g_params
   diff = np.max(np.abs(ours - ref.transpose(0, 2, 3, 1)))
   print(f'\nrestored through Trainer: G max abs diff to PyTorch {diff:.2e}')
   assert diff < 1e-4
