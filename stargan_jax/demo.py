@@ -264,6 +264,11 @@ class Demo:
     return self.loaded.translate_np(self.g_params, x, self.layout.embed(dataset, c_trg))
 
   def _out_path(self, name: str, suffix: str) -> str:
+    """A new file in a folder of its own (its download name); folders older than an hour go."""
+    now = time.time()
+    for entry in os.scandir(self.out_dir):
+      if entry.name != 'examples' and entry.is_dir() and now - entry.stat().st_mtime > 3600:
+        shutil.rmtree(entry.path, ignore_errors=True)
     stem = translate._safe(os.path.splitext(os.path.basename(name))[0]) or 'image'
     return os.path.join(self.out_dir, uuid.uuid4().hex[:12],
                         f'{stem}-{translate._safe(suffix)}.png')

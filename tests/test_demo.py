@@ -180,6 +180,20 @@ def test_attribute_controls_and_examples(attr_page):
   assert len(examples['props']['samples']) == demo.NUM_EXAMPLES
 
 
+def test_outputs_older_than_an_hour_are_removed(attr_page, tmp_path):
+  import time
+  out_dir = attr_page.server.demo.out_dir
+  old, recent = os.path.join(out_dir, 'old'), os.path.join(out_dir, 'recent')
+  os.makedirs(old)
+  os.makedirs(recent)
+  os.utime(old, (time.time() - 7200,) * 2)
+  out, _, _ = attr_page.call('/translate', _photo(tmp_path / 'p.png'), 'procedural', 'Red', True,
+                             False)
+  assert _pixels(out).shape == (32, 32, 3)
+  assert not os.path.exists(old) and os.path.isdir(recent)
+  assert os.path.isdir(os.path.join(out_dir, 'examples'))  # the test images stay
+
+
 def test_categorical_checkpoint(gradio, data_dir, tmp_path_factory, tmp_path):
   run = evaluate_testdata.classes_checkpoint(tmp_path_factory, data_dir)
   page = Page(run, tmp_path / 'dl')
