@@ -149,6 +149,7 @@ class Demo:
     self.uses_ema = loaded.generator_weights == 'ema'
     self.controls = build_controls(self.layout)
     self.out_dir = out_dir or tempfile.mkdtemp(prefix='stargan-jax-demo-')
+    os.makedirs(self.out_dir, exist_ok=True)
     self.compile_s = None
 
   # -- set up ----------------------------------------------------------------

@@ -23,33 +23,29 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('GRADIO_TEMP_DIR', tempfile.mkdtemp(prefix='stargan-jax-test-gradio-'))
 os.environ.setdefault('HF_HUB_DISABLE_TELEMETRY', '1')
 
-_JOINT = {}
+_RUNS = {}
 
 
-def _joint_checkpoint(tmp_path_factory, data_dir):
-  """An untrained joint checkpoint (procedural + procedural_classes), as the trainer writes it."""
-  if data_dir not in _JOINT:
-    workdir = str(tmp_path_factory.mktemp('joint_run'))
-    trainer = train.Trainer(tiny_config(data_dir, datasets=('procedural', 'procedural_classes')),
-                            workdir)
-    trainer.checkpointer.save(1, trainer.init_state(), trainer.meta, wait=True)
+def _checkpoint(tmp_path_factory, data_dir, datasets=('procedural',), ema=False):
+  """An untrained checkpoint of the tiny config, in the trainer's format; once per session.
+
+  No training step is compiled (the page and translate run the same G and D, trained or
+  not). ``ema``: with an EMA of G that differs from G (half its weights).
+  """
+  key = (datasets, ema, data_dir)
+  if key not in _RUNS:
+    import jax
+    workdir = str(tmp_path_factory.mktemp('ema_run' if ema else '_'.join(datasets)))
+    cfg = tiny_config(data_dir, datasets=datasets)
+    cfg.optim.g_ema_decay = 0.999 if ema else 0.0
+    trainer = train.Trainer(cfg, workdir)
+    state = trainer.init_state()
+    if ema:
+      state = state.replace(g_ema_params=jax.tree.map(lambda a: a * 0.5, state.g_params))
+    trainer.checkpointer.save(1, state, trainer.meta, wait=True)
     trainer.checkpointer.close()
-    _JOINT[data_dir] = workdir
-  return _JOINT[data_dir]
-
-
-def _ema_checkpoint(tmp_path_factory, data_dir):
-  """An untrained attribute checkpoint with an EMA of G that differs from G (half its weights)."""
-  import jax
-  workdir = str(tmp_path_factory.mktemp('ema_run'))
-  cfg = tiny_config(data_dir)
-  cfg.optim.g_ema_decay = 0.999
-  trainer = train.Trainer(cfg, workdir)
-  state = trainer.init_state()
-  state = state.replace(g_ema_params=jax.tree.map(lambda a: a * 0.5, state.g_params))
-  trainer.checkpointer.save(1, state, trainer.meta, wait=True)
-  trainer.checkpointer.close()
-  return workdir
+    _RUNS[key] = workdir
+  return _RUNS[key]
 
 
 def _free_port():
@@ -92,7 +88,7 @@ def gradio():
 
 @pytest.fixture(scope='module')
 def attr_run(tmp_path_factory, data_dir):
-  return evaluate_testdata.attribute_run(tmp_path_factory, data_dir)
+  return _checkpoint(tmp_path_factory, data_dir)
 
 
 @pytest.fixture(scope='module')
@@ -216,7 +212,7 @@ def test_categorical_checkpoint(gradio, data_dir, tmp_path_factory, tmp_path):
 
 
 def test_joint_checkpoint(gradio, data_dir, tmp_path_factory, tmp_path):
-  run = _joint_checkpoint(tmp_path_factory, data_dir)
+  run = _checkpoint(tmp_path_factory, data_dir, ('procedural', 'procedural_classes'))
   page = Page(run, tmp_path / 'dl')
   try:
     controls = _controls(page)
@@ -308,24 +304,27 @@ def test_bad_uploads_get_a_message_and_the_server_keeps_serving(attr_page, attr_
 
 
 def test_ema_weights_when_the_checkpoint_has_them(gradio, data_dir, tmp_path_factory, tmp_path):
-  run = _ema_checkpoint(tmp_path_factory, data_dir)
+  from stargan_jax import evaluate
+  run = _checkpoint(tmp_path_factory, data_dir, ema=True)
   src = _photo(tmp_path / 'e.png', rng_seed=7)
-  outs = {}
-  for use_ema in (True, False):
-    page = Page(run, tmp_path / f'dl{use_ema}', use_ema=use_ema)
-    try:
-      weights = "G's EMA weights" if use_ema else 'raw G weights (--use_ema=false'
-      (about,) = [c['props']['value'] for c in page.components().values()
-                  if c['type'] == 'markdown' and 'Checkpoint' in str(c['props'].get('value'))]
-      assert weights in about  # the page says which weights translate
-      outs[use_ema], _, _ = page.call('/translate', src, 'procedural', 'Red', True, True)
-    finally:
-      page.close()
+  page = Page(run, tmp_path / 'dl')  # the default: G's EMA
+  try:
+    (about,) = [c['props']['value'] for c in page.components().values()
+                if c['type'] == 'markdown' and 'Checkpoint' in str(c['props'].get('value'))]
+    assert "G's EMA weights" in about  # the page says which weights translate
+    ema, _, _ = page.call('/translate', src, 'procedural', 'Red', True, True)
+  finally:
+    page.close()
+  # --use_ema=false, without a server (the same Demo object the page calls).
+  raw_demo = demo.Demo(evaluate.load_model(run, use_ema=False), str(tmp_path / 'raw'))
+  assert 'raw G weights (--use_ema=false' in raw_demo.describe()
+  raw, _, _ = raw_demo.translate(str(src), 'procedural', ['Red', True, True])
+  for out, use_ema in ((ema, True), (raw, False)):
     cli = tmp_path / f'cli{use_ema}'
     assert translate.main([f'--workdir={run}', f'--input={src}', f'--out={cli}',
                            '--attrs=Red=1,Frame=1,Dark=1', f'--use_ema={use_ema}']) == 0
-    np.testing.assert_array_equal(_pixels(outs[use_ema]), _pixels(cli / 'e-Red1_Frame1_Dark1.png'))
-  assert not np.array_equal(_pixels(outs[True]), _pixels(outs[False]))
+    np.testing.assert_array_equal(_pixels(out), _pixels(cli / 'e-Red1_Frame1_Dark1.png'))
+  assert not np.array_equal(_pixels(ema), _pixels(raw))
 
 
 def _one_error_line(err):
