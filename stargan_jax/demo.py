@@ -47,6 +47,7 @@ import numpy as np
 from PIL import Image
 
 from stargan_jax import evaluate
+from stargan_jax import input_pipeline
 from stargan_jax import labels as labels_lib
 from stargan_jax import sampling
 from stargan_jax import translate
@@ -169,7 +170,6 @@ class Demo:
     A dataset that is not prepared (or labels differently) is noted and skipped;
     nothing is downloaded or built here.
     """
-    from stargan_jax import input_pipeline
     cfg = self.loaded.cfg
     files, notes = [], []
     per_dataset = max(1, limit // self.layout.num_datasets)
@@ -321,11 +321,13 @@ class Demo:
 # -- the page ---------------------------------------------------------------------
 
 def _payload_path(payload) -> tuple[str | None, str | None]:
-  """(server-side file, original name) of an Image component's raw value."""
+  """(server-side file, original name) of an Image component's raw value (a FileData dict).
+
+  Gradio has already checked that the file was uploaded (a path elsewhere on the
+  server is refused before this runs).
+  """
   if payload is None:
     return None, None
-  if isinstance(payload, str):
-    return payload, os.path.basename(payload)
   if isinstance(payload, dict):
     path = payload.get('path')
     if not path and str(payload.get('url') or '').startswith('data:'):
