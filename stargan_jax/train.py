@@ -6,8 +6,9 @@ each host builds the global batch from its own share
 (``jax.make_array_from_process_local_data``). The step functions themselves
 (``steps.py``) contain no parallelism code. G's EMA (``--g_ema_decay``), when
 kept, is part of the replicated state; sample grids, test grids and the
-end-of-run pixel readers use it whenever the state has one. Only process 0 prints, writes
-TensorBoard scalars and sample images; checkpoints are saved collectively.
+end-of-run pixel readers use it whenever the state has one. Only process 0
+prints, writes TensorBoard scalars and sample images; checkpoints are saved
+collectively.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from stargan_jax import checkpoint as ckpt_lib
+from stargan_jax import evaluate
 from stargan_jax import train
 
 
@@ -94,14 +95,17 @@ def test_cli_train_then_test_mode(data_dir, tmp_path):
             f'--data_dir={data_dir}', '--g_conv_dim=8', '--d_conv_dim=8', '--g_repeat_num=1',
             '--batch_size=4', '--num_samples=2']
   env = dict(os.environ, JAX_PLATFORMS='cpu')
-  out = subprocess.run(common + ['--num_iters=2', '--log_every=1', '--noeval_at_end'],
+  out = subprocess.run(common + ['--num_iters=2', '--log_every=1', '--noeval_at_end',
+                                 '--g_ema_decay=0.5'],
                        capture_output=True, text=True, env=env, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
   assert 'G parameters:' in out.stdout and 'Iteration [2/2]' in out.stdout
   assert 'it/s' in out.stdout and 'ETA' in out.stdout and 'D/loss_gp' in out.stdout
-  out = subprocess.run(common + ['--mode=test'], capture_output=True, text=True, env=env,
-                       timeout=300)
+  assert evaluate.load_model(str(tmp_path)).generator_weights == 'ema'  # the flag trained one
+  out = subprocess.run(common + ['--mode=test', '--use_ema=false'], capture_output=True,
+                       text=True, env=env, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
+  assert '(raw G weights)' in out.stdout
   results = sorted(os.listdir(tmp_path / 'results'))
   assert len(results) == 250 and results[0] == '0001-images.png'  # 500 test images, 2 per grid
   bad = subprocess.run(common + ['--mode=test', '--attrs=Red,Purple'], capture_output=True,
