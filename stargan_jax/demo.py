@@ -347,9 +347,7 @@ def build_app(demo: Demo, examples: list[str] | None = None):
     def wrapped(*args):
       try:
         return fn(*args)
-      except InputError as e:
-        raise gr.Error(str(e), print_exception=False) from None
-      except translate.TargetError as e:
+      except (InputError, translate.TargetError) as e:  # the user's to fix: said on the page
         raise gr.Error(str(e), print_exception=False) from None
     wrapped.__name__ = fn.__name__
     return wrapped
