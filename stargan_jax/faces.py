@@ -1,0 +1,790 @@
+"""The built-in face datasets: drawing and pixel readers (pure numpy).
+
+Two multi-domain translation tasks shaped like the paper's, drawn as simple
+cartoon faces that need no download and whose labels can be read back from
+pixels, so the success of a translation is measured without a learned
+classifier (like ``procedural``, with faces instead of shapes).
+
+Content (independent of every label): the face's position and size, the
+head shape (jaw from round to narrow, the hair's volume), the skin tone (a
+light-to-tan range), and the background (a cool-tinted grey of random hue
+around a fixed mean level, with a linear gradient of random direction; a
+random absolute level would be content that a generator with instance norm
+can hardly see, see ``procedural``).
+
+``faces`` (like CelebA's 5 default attributes, named as CelebA names them):
+  * ``Black_Hair``, ``Blond_Hair``, ``Brown_Hair``: the colour of the hair
+    (and of the beard); exactly one is set;
+  * ``Male``: short hair and a full beard over the jaw and chin; not male:
+    long hair falling beside the face to the jaw, a bare chin;
+  * ``Young``: a smooth forehead; not young: two dark wrinkles across the
+    forehead and folds from the nose to the corners of the mouth.
+``faces_expr`` (like RaFD's 8 expressions, named as RaFD's): one-hot classes
+drawn by the mouth and the eyebrows only (see ``EXPRESSIONS``); hair colour
+and hair length are random content there, no beard, no wrinkles.
+
+Readers (``read_attributes``, ``read_expression``, ``content_preserved``)
+first locate the face from its skin (a 3x3-smoothed skin-colour mask: its
+column centroid, its widest rows and its hairline), then read every label
+from the mean colour or the dark-pixel profile of a region placed relative
+to the face: hair colour from the top of the hair, ``Male`` from the chin and
+from the regions beside the jaw, ``Young`` from the forehead's mean darkness,
+the expression from where the dark pixels of the mouth and of each brow lie.
+Every decision is made on region means or smoothed images, so the
+high-frequency noise of a partly trained generator does not decide it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+HAIR_NAMES = ('Black_Hair', 'Blond_Hair', 'Brown_Hair')
+ATTRIBUTE_NAMES = HAIR_NAMES + ('Male', 'Young')
+EXPRESSION_NAMES = ('angry', 'contemptuous', 'disgusted', 'fearful', 'happy', 'neutral', 'sad',
+                    'surprised')
+BROWS = ('flat', 'raised', 'frown', 'worried')  # frown: inner ends down; worried: inner ends up
+MOUTHS = ('line', 'smile', 'down', 'smirk', 'round', 'wide')
+# expression -> (brows, mouth); every pair differs from every other in brows or mouth.
+EXPRESSIONS = {
+    'angry': ('frown', 'line'),
+    'contemptuous': ('flat', 'smirk'),
+    'disgusted': ('frown', 'down'),
+    'fearful': ('worried', 'wide'),
+    'happy': ('flat', 'smile'),
+    'neutral': ('flat', 'line'),
+    'sad': ('worried', 'down'),
+    'surprised': ('raised', 'round'),
+}
+
+# Black hair is blue-black and the brows a cool dark grey: skin mixed with either
+# never takes a skin-like chromaticity (the wrinkle reader counts dark skin).
+_HAIR = np.array([[0.10, 0.10, 0.15], [0.95, 0.82, 0.36], [0.45, 0.26, 0.12]], np.float32)
+_BEARD_SHADE = 0.88  # the beard is drawn a little darker than the hair
+_SKIN_LIGHT = np.array([0.98, 0.82, 0.70], np.float32)
+_SKIN_TAN = np.array([0.74, 0.52, 0.38], np.float32)
+_BROW = np.array([0.18, 0.15, 0.18], np.float32)
+_LIPS = np.array([0.62, 0.22, 0.24], np.float32)
+_MOUTH_OPEN = np.array([0.28, 0.06, 0.08], np.float32)
+_EYE_WHITE = np.array([0.97, 0.97, 0.97], np.float32)
+_IRIS = np.array([0.12, 0.09, 0.08], np.float32)
+_WRINKLE = 0.55  # wrinkles and folds: the skin at this fraction of its brightness
+_NOSE = 0.82
+_BACKGROUND_LEVEL = 0.62  # fixed mean grey level of the background
+_ASPECT = 1.22  # face height / width (ry / rx); head shape varies by the jaw instead
+
+# Face layout, in face units: u = (x - cx) / rx, v = (y - cy) / ry.
+_HAIRLINE = -0.88  # the fringe's lower edge at the centre; it drops towards the temples
+_EYE_V, _EYE_U = -0.08, 0.38
+_MOUTH_V, _MOUTH_A = 0.47, 0.40  # mouth centre and half-width
+_BEARD_TOP = 0.30
+_WRINKLES_V = (-0.69, -0.55)
+
+
+@dataclasses.dataclass(frozen=True)
+class Content:
+  cx: float  # face centre, in fractions of the image size
+  cy: float
+  ry: float  # half the face height, in fractions of the image size
+  jaw: float  # 1: round; smaller: the lower face narrows towards the chin
+  volume: float  # the hair's extent beyond the skull, relative to the face
+  skin: float  # 0: light .. 1: tan
+  tint: tuple[float, float, float]  # background colour minus its mean level (low chroma)
+  gradient: tuple[float, float]  # background slope along x and y
+
+
+def sample_content(rng: np.random.Generator) -> Content:
+  hue = rng.uniform(120.0, 300.0)  # cool hues only: never near skin, blond or brown
+  angle = np.deg2rad(hue + np.array([0.0, -120.0, 120.0]))
+  tint = 0.07 * np.cos(angle)
+  return Content(
+      cx=float(rng.uniform(0.43, 0.57)),
+      cy=float(rng.uniform(0.49, 0.54)),
+      ry=float(rng.uniform(0.26, 0.31)),
+      jaw=float(rng.uniform(0.72, 1.0)),
+      volume=float(rng.uniform(1.06, 1.16)),
+      skin=float(rng.uniform(0.0, 1.0)),
+      tint=tuple(float(t) for t in tint),
+      gradient=(float(rng.uniform(-0.15, 0.15)), float(rng.uniform(-0.15, 0.15))),
+  )
+
+
+def skin_colour(t: float) -> np.ndarray:
+  return (1.0 - t) * _SKIN_LIGHT + t * _SKIN_TAN
+
+
+def hair_colour(hair: int) -> np.ndarray:
+  return _HAIR[hair]
+
+
+# ---------------------------------------------------------------------------
+# Drawing.
+
+
+class _Canvas:
+  """A supersampled canvas in face units; ``paint`` composites hard masks."""
+
+  def __init__(self, content: Content, size: int):
+    self.size = size
+    self.ss = 4 if size <= 64 else 2
+    n = size * self.ss
+    coords = (np.arange(n, dtype=np.float32) + 0.5) / n
+    x, y = np.meshgrid(coords, coords)
+    self.rx = content.ry / _ASPECT
+    self.ry = content.ry
+    self.u = (x - content.cx) / self.rx
+    self.v = (y - content.cy) / self.ry
+    bg = (_BACKGROUND_LEVEL + content.gradient[0] * (x - 0.5) + content.gradient[1] * (y - 0.5))
+    self.img = bg[..., None] + np.asarray(content.tint, np.float32)
+
+  def paint(self, mask: np.ndarray, colour) -> None:
+    colour = np.asarray(colour, np.float32)
+    if colour.ndim == 1:
+      self.img[mask] = colour
+    else:  # a per-pixel colour (shading the layer below)
+      self.img[mask] = colour[mask]
+
+  def stroke(self, points, thickness: float) -> np.ndarray:
+    """Pixels within thickness/2 (in ry units) of a polyline given in (u, v)."""
+    pts = np.asarray(points, np.float32)
+    # Distances in a common unit (ry), so strokes are round whatever the aspect.
+    px, py = self.u / _ASPECT, self.v
+    best = np.full(px.shape, np.inf, np.float32)
+    for (u0, v0), (u1, v1) in zip(pts[:-1], pts[1:]):
+      ax, ay, bx, by = u0 / _ASPECT, v0, u1 / _ASPECT, v1
+      dx, dy = bx - ax, by - ay
+      t = np.clip(((px - ax) * dx + (py - ay) * dy) / max(dx * dx + dy * dy, 1e-12), 0.0, 1.0)
+      best = np.minimum(best, (px - ax - t * dx) ** 2 + (py - ay - t * dy) ** 2)
+    return best <= (thickness / 2) ** 2
+
+  def result(self) -> np.ndarray:
+    s, ss = self.size, self.ss
+    img = self.img.reshape(s, ss, s, ss, 3).mean(axis=(1, 3))
+    return np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
+
+
+def _face_mask(c: _Canvas, jaw: float) -> np.ndarray:
+  u, v = c.u, c.v
+  t = np.clip(v, 0.0, 1.0)
+  half = np.sqrt(np.clip(1.0 - v * v, 0.0, None)) * np.where(v > 0, 1.0 - (1.0 - jaw) * t, 1.0)
+  return (np.abs(v) <= 1.0) & (np.abs(u) <= half)
+
+
+def _hairline(u):
+  return _HAIRLINE + 0.45 * np.abs(u) ** 4
+
+
+def _curve(fn, a: float, n: int = 17):
+  us = np.linspace(-a, a, n)
+  return np.stack([us, fn(us)], axis=1)
+
+
+def _mouth(c: _Canvas, kind: str) -> None:
+  a, v0 = _MOUTH_A, _MOUTH_V
+  line = 0.12
+  if kind == 'line':
+    c.paint(c.stroke(_curve(lambda u: v0 + 0 * u, a), line), _LIPS)
+  elif kind == 'smile':
+    c.paint(c.stroke(_curve(lambda u: v0 + 0.12 - 0.34 * (u / a) ** 2, a), line), _LIPS)
+  elif kind == 'down':
+    c.paint(c.stroke(_curve(lambda u: v0 - 0.10 + 0.30 * (u / a) ** 2, a), line), _LIPS)
+  elif kind == 'smirk':  # one corner up (the right one; flips make both sides)
+    c.paint(c.stroke(_curve(lambda u: v0 + 0.04 - 0.38 * np.maximum(u / a, 0) ** 2, a), line),
+            _LIPS)
+  elif kind == 'round':
+    m = (c.u / 0.21) ** 2 + ((c.v - v0 - 0.03) / 0.19) ** 2
+    c.paint(m <= 1.0, _LIPS)
+    c.paint(m <= 0.55, _MOUTH_OPEN)
+  elif kind == 'wide':
+    m = (c.u / (a * 0.95)) ** 2 + ((c.v - v0) / 0.12) ** 2
+    c.paint(m <= 1.0, _LIPS)
+    c.paint(m <= 0.6, _MOUTH_OPEN)
+  else:
+    raise ValueError(f'unknown mouth {kind!r}; expected one of {MOUTHS}')
+
+
+_BROW_LEVEL = {  # (inner v, outer v)
+    'flat': (-0.30, -0.32),
+    'raised': (-0.50, -0.50),
+    'frown': (-0.20, -0.46),
+    'worried': (-0.50, -0.26),
+}
+_BROW_U = (0.17, 0.68)
+
+
+def _brows(c: _Canvas, kind: str) -> None:
+  if kind not in _BROW_LEVEL:
+    raise ValueError(f'unknown brows {kind!r}; expected one of {BROWS}')
+  inner, outer = _BROW_LEVEL[kind]
+  for side in (-1.0, 1.0):
+    pts = [(side * _BROW_U[0], inner), (side * _BROW_U[1], outer)]
+    c.paint(c.stroke(pts, 0.12), _BROW)
+
+
+def render(content: Content, size: int, hair: int, male: bool, young: bool,
+           brows: str = 'flat', mouth: str = 'line', beard: bool | None = None) -> np.ndarray:
+  """Draws one face, uint8 size x size x 3.
+
+  ``male`` selects short hair and (unless ``beard`` says otherwise) a beard;
+  ``faces_expr`` draws short-haired faces without one.
+  """
+  if beard is None:
+    beard = male
+  c = _Canvas(content, size)
+  u, v = c.u, c.v
+  colour = _HAIR[hair]
+  vol = content.volume
+  cap = ((u / vol) ** 2 + (v / (vol * 1.12)) ** 2 <= 1.0) & (v < -0.1)
+  if not male:  # long hair, behind the face, down to the jaw on both sides
+    curtain = (np.abs(u) / (vol + 0.2)) ** 4 + ((v - 0.25) / 0.65) ** 4 <= 1.0
+    c.paint(curtain | cap, colour)
+  else:
+    c.paint(cap, colour)
+  face = _face_mask(c, content.jaw)
+  skin = skin_colour(content.skin)
+  c.paint(face, skin)
+  c.paint(face & cap & (v < _hairline(u)), colour)  # the fringe
+  if not young:
+    for wv in _WRINKLES_V:
+      c.paint(c.stroke(_curve(lambda uu, wv=wv: wv + 0.05 * (uu / 0.45) ** 2, 0.45), 0.10),
+              skin * _WRINKLE)
+    for side in (-1.0, 1.0):
+      c.paint(c.stroke([(side * 0.24, 0.16), (side * 0.47, 0.44)], 0.07), skin * _WRINKLE)
+  if beard:
+    c.paint(face & (v > _BEARD_TOP - 0.16 * u * u), colour * _BEARD_SHADE)
+  # Nose: a shaded wedge and the nostril line.
+  c.paint(c.stroke([(0.0, 0.0), (0.07, 0.17), (-0.06, 0.20)], 0.06), skin * _NOSE)
+  # Eyes: whites and irises.
+  for side in (-1.0, 1.0):
+    eye = ((u - side * _EYE_U) / 0.23) ** 2 + ((v - _EYE_V) / 0.095) ** 2 <= 1.0
+    c.paint(eye, _EYE_WHITE)
+    iris = ((u - side * _EYE_U) / 0.09) ** 2 + ((v - _EYE_V) / 0.09) ** 2 <= 1.0
+    c.paint(eye & iris, _IRIS)
+  _brows(c, brows)
+  _mouth(c, mouth)
+  return c.result()
+
+
+def sample_attribute_example(rng: np.random.Generator, size: int):
+  """Returns (image, attributes) with attributes a 0/1 vector over ATTRIBUTE_NAMES."""
+  content = sample_content(rng)
+  hair = int(rng.integers(3))
+  male, young = bool(rng.integers(2)), bool(rng.integers(2))
+  attrs = np.zeros(len(ATTRIBUTE_NAMES), np.int64)
+  attrs[hair] = 1
+  attrs[3], attrs[4] = int(male), int(young)
+  return render(content, size, hair, male, young), attrs
+
+
+def sample_expression_example(rng: np.random.Generator, size: int):
+  """Returns (image, class index into EXPRESSION_NAMES)."""
+  content = sample_content(rng)
+  label = int(rng.integers(len(EXPRESSION_NAMES)))
+  hair, short = int(rng.integers(3)), bool(rng.integers(2))
+  return render_expression(content, size, label, hair, short), label
+
+
+def render_expression(content: Content, size: int, label: int, hair: int = 0,
+                      short_hair: bool = False) -> np.ndarray:
+  brows, mouth = EXPRESSIONS[EXPRESSION_NAMES[label]]
+  return render(content, size, hair, short_hair, True, brows, mouth, beard=False)
+
+
+# ---------------------------------------------------------------------------
+# Pixel readers. Inputs: uint8 H x W x 3 or float in [-1, 1].
+
+_SKIN_CHROMA_LIGHT = _SKIN_LIGHT / _SKIN_LIGHT.max()
+_SKIN_CHROMA_TAN = _SKIN_TAN / _SKIN_TAN.max()
+_SKIN_CHROMA_MAX = 0.07  # chromaticity distance from the skin range: skin (shaded or not)
+_SKIN_VALUE_MIN = 0.40  # ... and brighter than this (black hair has skin-like chromaticity)
+_OWN_CHROMA_MAX = 0.06  # chromaticity distance from the face's own skin
+_BACKGROUND_TOLERANCE = 0.09  # max channel difference from the fitted background plane
+
+
+def _to_unit(image) -> np.ndarray:
+  image = np.asarray(image)
+  if image.dtype == np.uint8:
+    return image.astype(np.float32) / 255.0
+  return (image.astype(np.float32) + 1.0) / 2.0
+
+
+def smooth(img: np.ndarray) -> np.ndarray:
+  """3x3 binomial filter ([1, 2, 1] x [1, 2, 1] / 16, edges replicated), per channel.
+
+  Lighter than a box filter: at 32 px a face is about 14 px wide and its
+  features one or two pixels, so a box would blend every pixel with its
+  neighbours' features; this still averages away pixel noise.
+  """
+  p = np.pad(img, ((1, 1), (1, 1), (0, 0)), mode='edge')
+  h, w = img.shape[:2]
+  k = (1.0, 2.0, 1.0)
+  return sum(k[dy] * k[dx] * p[dy:dy + h, dx:dx + w]
+             for dy in range(3) for dx in range(3)) / 16.0
+
+
+def _luma(img: np.ndarray) -> np.ndarray:
+  return img @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def _skin_chroma(img: np.ndarray, max_distance: float = _SKIN_CHROMA_MAX) -> np.ndarray:
+  """Pixels with a chromaticity in the skin range (at any brightness over 0.2)."""
+  value = img.max(-1)
+  chroma = img / np.maximum(value, 1e-3)[..., None]
+  d = _SKIN_CHROMA_TAN - _SKIN_CHROMA_LIGHT
+  t = np.clip(((chroma - _SKIN_CHROMA_LIGHT) @ d) / (d @ d), 0.0, 1.0)
+  nearest = _SKIN_CHROMA_LIGHT + t[..., None] * d
+  return (np.linalg.norm(chroma - nearest, axis=-1) < max_distance) & (value > 0.2)
+
+
+def skin_mask(sm: np.ndarray) -> np.ndarray:
+  """Skin pixels of a smoothed [0, 1] image: skin chromaticity at any shading.
+
+  Chromaticity (the colour divided by its largest channel) ignores shading,
+  so the nose, wrinkles and folds count as skin and the located face does not
+  move with ``Young``.
+  """
+  value = sm.max(-1)
+  chroma = sm / np.maximum(value, 1e-3)[..., None]
+  d = _SKIN_CHROMA_TAN - _SKIN_CHROMA_LIGHT
+  t = np.clip(((chroma - _SKIN_CHROMA_LIGHT) @ d) / (d @ d), 0.0, 1.0)
+  nearest = _SKIN_CHROMA_LIGHT + t[..., None] * d
+  return (np.linalg.norm(chroma - nearest, axis=-1) < _SKIN_CHROMA_MAX) & (value > _SKIN_VALUE_MIN)
+
+
+def _background_plane(img: np.ndarray) -> np.ndarray:
+  """Least-squares colour plane (3 coefficients x 3 channels) of the border ring."""
+  size = img.shape[0]
+  w = max(1, size // 32)
+  ring = np.zeros((size, size), bool)
+  ring[:w], ring[-w:], ring[:, :w], ring[:, -w:] = True, True, True, True
+  coords = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5
+  x, y = np.meshgrid(coords, coords)
+  a = np.stack([np.ones_like(x), x, y], -1)
+  coef, *_ = np.linalg.lstsq(a[ring], img[ring], rcond=None)
+  return coef.astype(np.float32)
+
+
+def _plane_image(coef: np.ndarray, size: int) -> np.ndarray:
+  coords = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5
+  x, y = np.meshgrid(coords, coords)
+  return np.stack([np.ones_like(x), x, y], -1) @ coef
+
+
+@dataclasses.dataclass(frozen=True)
+class Face:
+  """Where a reader found the face, in fractions of the image size."""
+  cx: float
+  cy: float
+  rx: float
+  ry: float
+  skin: np.ndarray  # median colour of the skin pixels, [0, 1]
+  background: np.ndarray  # _background_plane coefficients
+
+
+# Bias of the located width and hairline, in pixels: the 3x3-smoothed mask
+# loses mixed pixels at the face's edges (measured on clean renderings).
+_WIDTH_BIAS_PX = 2.0
+_HAIRLINE_BIAS_PX = 0.0
+
+
+def _own_skin_mask(sm: np.ndarray, skin: np.ndarray) -> np.ndarray:
+  """Pixels of this face's own skin colour, at any shading.
+
+  Mixed pixels at the edge between skin and brown or blond hair have the
+  chromaticity of some other skin tone, so the face's mask compares against
+  its own skin's chromaticity instead of the whole skin range.
+  """
+  value = sm.max(-1)
+  chroma = sm / np.maximum(value, 1e-3)[..., None]
+  own = skin / max(float(skin.max()), 1e-3)
+  v_own = float(skin.max())
+  return ((np.linalg.norm(chroma - own, axis=-1) < _OWN_CHROMA_MAX)
+          & (value > 0.6 * v_own) & (value < 1.1 * v_own))
+
+
+def _skin_estimate(img: np.ndarray, sm: np.ndarray, rough: np.ndarray) -> np.ndarray:
+  """The skin's colour: the median of the flattest skin pixels.
+
+  Mixed pixels at the skin's edges (with hair, beard, lips, eyes) can have a
+  skin-like colour of another tone; they sit where the image changes, so the
+  pixels whose 3x3 neighbourhood varies least are the skin itself.
+  """
+  spread = (smooth(img * img) - sm * sm).sum(-1)[rough]
+  pixels = sm[rough]
+  flat = spread <= np.quantile(spread, 0.3)
+  if flat.sum() >= 6:
+    pixels = pixels[flat]
+  # Wrinkles and folds are flat too, but darker than the skin.
+  value = pixels.max(-1)
+  return np.median(pixels[value >= np.median(value)], axis=0)
+
+
+def locate(image, fixed_mouth: bool = True) -> Face | None:
+  """Finds the face from its skin; None when there is too little skin to be a face.
+
+  ``fixed_mouth``: the mouth is always the same line (``faces``), so the
+  distance to it gives the face's size; with expressions (``faces_expr``)
+  the lips' centroid moves with the mouth's shape by a tenth of the face's
+  height, and the size comes from the eyes' spacing (from 48 px) or the
+  skin's width (below; no beard and no label changes the hair there).
+  """
+  return _locate(_to_unit(image), fixed_mouth)
+
+
+def _locate(img: np.ndarray, fixed_mouth: bool = True) -> Face | None:
+  """``locate`` of an image already in [0, 1] (never converted twice)."""
+  size = img.shape[0]
+  sm = smooth(img)
+  rough = skin_mask(sm)
+  if rough.sum() < 0.03 * size * size:
+    return None
+  skin_colour_ = _skin_estimate(img, sm, rough)
+  skin = _own_skin_mask(sm, skin_colour_)
+  if skin.sum() < 0.03 * size * size:
+    return None
+  rows, cols = np.nonzero(skin)
+  cx = (cols.mean() + 0.5) / size
+  counts = skin.sum(1).astype(np.float32)
+  width = np.sort(counts)[-3:].mean() + _WIDTH_BIAS_PX
+  half = 0.5 * width
+  above = np.nonzero(counts >= half)[0]
+  r = int(above[0])
+  if r > 0 and counts[r] > counts[r - 1]:
+    r_f = r - 1 + (half - counts[r - 1]) / (counts[r] - counts[r - 1])
+  else:
+    r_f = float(r)
+  rx = width / (2 * size)
+  ry = rx * _ASPECT
+  # The half-width crossing lies where the fringe lets half the face width show.
+  v_cross = _HAIRLINE + 0.45 * 0.5 ** 4
+  cy = (r_f + 0.5 + _HAIRLINE_BIAS_PX) / size - v_cross * ry
+  rough = Face(float(cx), float(cy), float(rx), float(ry), skin_colour_, _background_plane(img))
+  if size >= EYE_MIN_SIZE:
+    return _refine_by_eyes(img, rough, fixed_mouth)
+  hairline = (r_f + 0.5 + _HAIRLINE_BIAS_PX) / size
+  return _refine_by_lips(img, rough, hairline if fixed_mouth else None, v_cross)
+
+
+def _lip_weight(img: np.ndarray, skin: np.ndarray) -> np.ndarray:
+  """How much of each pixel is lips: its red excess (r - g) between the skin's and the lips'."""
+  excess = img[..., 0] - img[..., 1]
+  skin_excess = float(skin[0] - skin[1])
+  lips_excess = float(_LIPS[0] - _LIPS[1])
+  return np.clip((excess - skin_excess) / (lips_excess - skin_excess), 0.0, 1.0)
+
+
+def _lips_y(img: np.ndarray, face: Face) -> float | None:
+  """The lips' centroid row (fraction of the image), None when no lips are seen."""
+  size = img.shape[0]
+  # A beard of brown hair is a little redder than light skin: weights under
+  # 0.2 are dropped.
+  w = (np.clip(_lip_weight(img, face.skin) - 0.2, 0.0, None)
+       * _region(face, size, -0.5, 0.5, 0.0, 1.0))
+  if w.sum() < 0.5:
+    return None
+  coords = (np.arange(size, dtype=np.float32) + 0.5) / size
+  _, y = np.meshgrid(coords, coords)
+  return float((w * y).sum() / w.sum())
+
+
+def _refine_by_lips(img: np.ndarray, face: Face, hairline_y: float | None,
+                    hairline_v: float) -> Face:
+  """Height from the lips, for faces too small for their eyes.
+
+  The lips' red sets them apart from skin, hair and beard, and their
+  centroid lies within 0.03 face heights of the mouth's centre line for
+  every mouth drawn (a line, a smile, a turned-down or one-sided mouth, a
+  round or a wide open one), while the fringe's edge moves with the hair
+  colour by a pixel or so. The size comes from the distance between the
+  fringe and the lips (some 11 px at 32 px, so that pixel is a few
+  percent), not from the skin's width, which a beard or long hair changes by
+  two pixels or more.
+  """
+  lips_y = _lips_y(img, face)
+  if lips_y is None:
+    return face
+  if hairline_y is None:
+    return dataclasses.replace(face, cy=float(lips_y - _MOUTH_V * face.ry))
+  ry = (lips_y - hairline_y) / (_MOUTH_V - hairline_v)
+  if not 0.7 * face.ry < ry < 1.4 * face.ry:
+    ry = face.ry
+  cy = lips_y - _MOUTH_V * ry
+  return dataclasses.replace(face, cy=float(cy), ry=float(ry), rx=float(ry / _ASPECT))
+
+
+EYE_MIN_SIZE = 48
+
+
+def _refine_by_eyes(img: np.ndarray, face: Face, fixed_mouth: bool = True) -> Face:
+  """Centre and width from the whites of the eyes, which no label moves.
+
+  The skin's edges shift with what borders them (hair of some colour, or
+  background), by a pixel or so; the eyes' centroids do not.
+  """
+  size = img.shape[0]
+  low = img.min(-1)
+  skin_low = float(face.skin.min())
+  # Above the skin and above any background (whose channels stay under 0.75).
+  threshold = max(skin_low + 0.3 * (float(_EYE_WHITE.min()) - skin_low), 0.78)
+  white = np.clip((low - threshold) / (float(_EYE_WHITE.min()) - threshold), 0.0, 1.0)
+  coords = (np.arange(size, dtype=np.float32) + 0.5) / size
+  x, y = np.meshgrid(coords, coords)
+  centres = []
+  for lo, hi in ((-0.75, -0.05), (0.05, 0.75)):
+    w = white * _region(face, size, lo, hi, -0.4, 0.25)
+    if w.sum() < 0.2:
+      return face
+    centres.append(((w * x).sum() / w.sum(), (w * y).sum() / w.sum()))
+  (xl, yl), (xr, yr) = centres
+  eye_y = 0.5 * (yl + yr)
+  # The size from the eyes down to the lips (a vertical distance, over whole
+  # rows of pixels); the eyes' horizontal spacing rests on the few mixed
+  # pixels at each eye's corners.
+  lips_y = _lips_y(img, face) if fixed_mouth else None
+  if lips_y is not None:
+    ry = (lips_y - eye_y) / (_MOUTH_V - _EYE_V)
+  else:
+    ry = (xr - xl) / (2 * _EYE_U) * _ASPECT
+  if not 0.7 * face.ry < ry < 1.4 * face.ry:
+    ry = face.ry
+  cy = eye_y - _EYE_V * ry
+  return dataclasses.replace(face, cx=float(0.5 * (xl + xr)), cy=float(cy),
+                             rx=float(ry / _ASPECT), ry=float(ry))
+
+
+def _region(face: Face, size: int, u0, u1, v0, v1, mirror: bool = False) -> np.ndarray:
+  """Pixels whose centres lie in a box of face units (and its mirror image)."""
+  coords = (np.arange(size, dtype=np.float32) + 0.5) / size
+  x, y = np.meshgrid(coords, coords)
+  u, v = (x - face.cx) / face.rx, (y - face.cy) / face.ry
+  inside = (v >= v0) & (v <= v1)
+  box = (u >= u0) & (u <= u1)
+  if mirror:
+    box |= (-u >= u0) & (-u <= u1)
+  return inside & box
+
+
+def _hair_like(sm: np.ndarray, face: Face) -> np.ndarray:
+  """Pixels that are neither this face's skin nor the background."""
+  bg = _plane_image(face.background, sm.shape[0])
+  background = np.abs(sm - bg).max(-1) < _BACKGROUND_TOLERANCE
+  return ~background & ~_own_skin_mask(sm, face.skin)
+
+
+def _nearest_hair(colours: np.ndarray) -> np.ndarray:
+  d = np.linalg.norm(colours[..., None, :] - _HAIR, axis=-1)
+  return np.argmin(d, axis=-1)
+
+
+# Thresholds of the attribute readers (scores in [0, 1]).
+_MALE_THRESHOLD = 0.5
+_WRINKLE_THRESHOLD = 0.08  # mean darkness of the forehead's skin over this: not Young
+
+
+def attribute_scores(image) -> dict | None:
+  """The readers' evidence, before the thresholds (None: no face found)."""
+  img = _to_unit(image)
+  size = img.shape[0]
+  face = _locate(img)
+  if face is None:
+    return None
+  sm = smooth(img)
+  hairy = _hair_like(sm, face)
+  # Hair colour: a vote of the hair-like pixels above the fringe, each for its
+  # nearest hair colour (mixed pixels at the edges are outvoted).
+  top = _region(face, size, -0.8, 0.8, -1.4, -0.96) & hairy & _hair_like(img, face)
+  votes = np.bincount(_nearest_hair(img[top]), minlength=3) if top.any() else np.zeros(3)
+  # Male: a beard over the chin (its mean colour, between the skin's and the
+  # beard's of that hair colour), and no hair beside the jaw.
+  hair = int(np.argmax(votes))
+  chin = _region(face, size, -0.28, 0.28, 0.6, 0.8)
+  if chin.any():
+    d = _HAIR[hair] * _BEARD_SHADE - face.skin
+    beard = float(np.clip((sm[chin].mean(0) - face.skin) @ d / (d @ d), 0.0, 1.0))
+  else:
+    beard = 0.0
+  sides = _region(face, size, 1.08, 1.25, 0.2, 0.65, mirror=True)
+  bare = 1.0 - hairy[sides].mean() if sides.any() else 0.0
+  # Age: wrinkles cross the middle of the forehead, where a young face has
+  # nothing but skin between the fringe and the brows' inner ends.
+  forehead = _region(face, size, -0.3, 0.3, -0.75, -0.45)
+  luma = _luma(img)
+  darkness = (1.0 - luma[forehead].mean() / float(_luma(face.skin))) if forehead.any() else 0.0
+  return {'face': face, 'hair_votes': votes, 'beard': beard, 'bare_sides': float(bare),
+          'forehead_darkness': float(darkness)}
+
+
+def read_attributes(image) -> np.ndarray:
+  """Reads the 5 attributes (0/1, ATTRIBUTE_NAMES order) from pixels.
+
+  An image with no face (too little skin) reads as all hair colours 0, never
+  a valid label.
+  """
+  attrs = np.zeros(len(ATTRIBUTE_NAMES), np.int64)
+  s = attribute_scores(image)
+  if s is None:
+    return attrs
+  if s['hair_votes'].sum() > 0:
+    attrs[int(np.argmax(s['hair_votes']))] = 1
+  attrs[3] = int(0.5 * (s['beard'] + s['bare_sides']) > _MALE_THRESHOLD)
+  attrs[4] = int(s['forehead_darkness'] <= _WRINKLE_THRESHOLD)
+  return attrs
+
+
+# ---------------------------------------------------------------------------
+# Expressions: where the dark pixels of the brows and of the mouth lie.
+
+
+def _darkness(img: np.ndarray, face: Face) -> np.ndarray:
+  """How much darker than the skin each pixel is (0 at the skin, ~1 at black)."""
+  return np.clip(1.0 - _luma(img) / float(_luma(face.skin)), 0.0, 1.0)
+
+
+def _centroid(weights: np.ndarray, coord: np.ndarray) -> float:
+  total = weights.sum()
+  return float((weights * coord).sum() / total) if total > 0 else 0.0
+
+
+def _mouth_weight(img: np.ndarray, face: Face) -> np.ndarray:
+  """How much of each pixel is mouth, from its green-to-red ratio.
+
+  Skin's ratio is 0.70 to 0.84, brown hair's 0.58, the lips' 0.35 and the
+  open mouth's 0.21: the weight goes from 0 at half the way from the skin
+  to the lips up to 1 at the lips.
+  """
+  ratio = img[..., 1] / np.maximum(img[..., 0], 1e-3)
+  skin = float(face.skin[1] / max(face.skin[0], 1e-3))
+  lips = float(_LIPS[1] / _LIPS[0])
+  return np.clip(((skin - ratio) / (skin - lips) - 0.5) / 0.5, 0.0, 1.0)
+
+
+def _open_darkness(face: Face) -> float:
+  """The darkness of an open mouth's interior against this face's skin."""
+  return max(1.0 - float(_luma(_MOUTH_OPEN)) / float(_luma(face.skin)), 1e-3)
+
+
+def expression_features(image) -> dict | None:
+  """Brow and mouth measurements in face units (None: no face found)."""
+  img = _to_unit(image)
+  size = img.shape[0]
+  # The lips' centroid moves a little with the mouth's shape, but the
+  # features below are relative (heights against each other), and it
+  # places the regions better than the skin's width does at 32 px.
+  face = _locate(img)
+  if face is None:
+    return None
+  sm = smooth(img)
+  dark = np.clip(_darkness(sm, face) - 0.15, 0.0, None)
+  coords = (np.arange(size, dtype=np.float32) + 0.5) / size
+  x, y = np.meshgrid(coords, coords)
+  u, v = (x - face.cx) / face.rx, (y - face.cy) / face.ry
+  # Brows: per side, the dark pixels' mean height over the inner and outer halves.
+  brow_inner = _centroid(dark * _region(face, size, 0.1, 0.42, -0.62, -0.2, mirror=True), v)
+  brow_outer = _centroid(dark * _region(face, size, 0.42, 0.75, -0.62, -0.2, mirror=True), v)
+  # Mouth: heights of its red pixels (lips and the open mouth are far redder
+  # than skin, hair or beard) in the left, middle and right thirds.
+  # Generous: only the lips and the open mouth are red.
+  box = _region(face, size, -0.62, 0.62, 0.12, 0.88)
+  wm = _mouth_weight(img, face) * box
+  thirds = [(u < -0.2), (np.abs(u) <= 0.2), (u > 0.2)]
+  middle = _centroid(wm * thirds[1], v)
+  heights = [_centroid(wm * t, v) if (wm * t).sum() > 0.3 else middle for t in thirds]
+  total = wm.sum()
+  spread_u = float(np.sqrt(max(_centroid(wm, u ** 2), 0.0)))
+  # An open mouth has a core much darker than lips (smoothed: pixel noise
+  # does not make one).
+  core = _darkness(sm, face)[box & (wm > 0.5)]
+  return {
+      'face': face,
+      'brow_height': 0.5 * (brow_inner + brow_outer),
+      'brow_slope': brow_outer - brow_inner,  # > 0: inner ends raised
+      'mouth_lift': heights[1] - 0.5 * (heights[0] + heights[2]),  # > 0: corners up
+      'mouth_asymmetry': abs(heights[0] - heights[2]),
+      'mouth_mass': float(total / (size * size * face.rx * face.ry)),
+      'mouth_dark': (float(core.max()) if core.size else 0.0) / _open_darkness(face),
+      'mouth_spread_u': spread_u,
+      'mouth_spread_u': spread_u,
+  }
+
+
+# Thresholds of the expression reader (face units).
+_OPEN_SMALL, _OPEN = 0.52, 0.84  # core darkness (of an open mouth's) over this: open
+_OPEN_SMALL_SIZE = 48  # below it the open core mixes with the lips around it
+_WIDE_SPREAD = 0.135  # horizontal spread of an open mouth over this: wide, else round
+_SMIRK_ASYMMETRY = 0.085
+_LIFT = 0.055  # corners above the middle by more: a smile; below: down
+_BROW_SLOPE = 0.05  # outer minus inner brow height over this: worried; under minus: frown
+
+
+def classify_mouth(f: dict, size: int) -> str:
+  open_threshold = _OPEN_SMALL if size < _OPEN_SMALL_SIZE else _OPEN
+  if f['mouth_dark'] > open_threshold:
+    return 'wide' if f['mouth_spread_u'] > _WIDE_SPREAD else 'round'
+  if f['mouth_asymmetry'] > _SMIRK_ASYMMETRY:
+    return 'smirk'
+  if f['mouth_lift'] > _LIFT:
+    return 'smile'
+  if f['mouth_lift'] < -_LIFT:
+    return 'down'
+  return 'line'
+
+
+def read_expression(image) -> int:
+  """Reads the expression (index into EXPRESSION_NAMES); -1 if no face.
+
+  The mouth's shape names the expression where one has it alone (smile:
+  happy, smirk: contemptuous, round: surprised, wide: fearful); a line or a
+  turned-down mouth is told apart by the brows' slope (line: angry with
+  frowning brows, else neutral; down: disgusted with frowning brows, else
+  sad).
+  """
+  f = expression_features(image)
+  if f is None:
+    return -1
+  mouth = classify_mouth(f, np.asarray(image).shape[0])
+  frown = f['brow_slope'] < -_BROW_SLOPE
+  name = {'smile': 'happy', 'smirk': 'contemptuous', 'round': 'surprised', 'wide': 'fearful',
+          'line': 'angry' if frown else 'neutral',
+          'down': 'disgusted' if frown else 'sad'}[mouth]
+  return EXPRESSION_NAMES.index(name)
+
+
+# ---------------------------------------------------------------------------
+# Content.
+
+_MAX_SHIFT = 0.04  # face centre moved by more (fraction of the image): content changed
+_MAX_SCALE = 0.12  # face width changed by more (relative)
+_MAX_SKIN = 0.08  # skin colour changed by more (Euclidean, [0, 1] RGB)
+_MAX_BACKGROUND = 0.06  # background planes differ by more (mean absolute, [0, 1])
+
+
+def content_differences(source, translated, fixed_mouth: bool = True) -> dict | None:
+  """How far the located faces and backgrounds lie apart (None: a face is missing)."""
+  a, b = locate(source, fixed_mouth), locate(translated, fixed_mouth)
+  if a is None or b is None:
+    return None
+  size = np.asarray(source).shape[0]
+  return {
+      'shift': float(max(abs(a.cx - b.cx), abs(a.cy - b.cy))),
+      'scale': float(abs(a.rx / b.rx - 1.0)),
+      'skin': float(np.linalg.norm(a.skin - b.skin)),
+      'background': float(np.abs(_plane_image(a.background, size)
+                                 - _plane_image(b.background, size)).mean()),
+  }
+
+
+def content_preserved(source, translated, fixed_mouth: bool = True) -> bool:
+  """Same face position and size, same skin tone and same background.
+
+  The face is located in both images as the readers locate it (from the skin,
+  the eyes or the lips); the background is the colour plane fitted to each
+  image's border. A re-rendering of the same content with other labels
+  passes (tested for every target at 32, 64 and 128 px). ``fixed_mouth``:
+  as for ``locate`` (False for ``faces_expr``).
+  """
+  d = content_differences(source, translated, fixed_mouth)
+  if d is None:
+    return False
+  return (d['shift'] <= _MAX_SHIFT and d['scale'] <= _MAX_SCALE and d['skin'] <= _MAX_SKIN
+          and d['background'] <= _MAX_BACKGROUND)
