@@ -15,7 +15,7 @@ from typing import Callable
 
 import tensorflow_datasets as tfds
 
-from data_prep import celeba, folders, procedural, rafd
+from data_prep import celeba, faces, folders, procedural, rafd
 
 def _procedural(kind: str):
   def factory(data_dir, image_size, manual_dir=None, **unsupported):
@@ -26,15 +26,27 @@ def _procedural(kind: str):
   return factory
 
 
+def _faces(kind: str):
+  def factory(data_dir, image_size, manual_dir=None, **unsupported):
+    if unsupported:
+      raise ValueError('the faces datasets take no ' + ', '.join('--' + k for k in unsupported))
+    return faces.builder(data_dir, kind=kind, image_size=image_size)
+  return factory
+
+
 # name -> factory(data_dir, image_size, manual_dir=None, **options) -> builder
 _FACTORIES: dict[str, Callable[..., tfds.core.DatasetBuilder]] = {
     'procedural': _procedural('attributes'),
     'procedural_classes': _procedural('classes'),
+    'faces': _faces('attributes'),
+    'faces_expr': _faces('expressions'),
 }
 # Default attribute selection per dataset (None: all of its attributes).
-_DEFAULT_ATTRIBUTES: dict[str, tuple[str, ...]] = {}
+_DEFAULT_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    'faces': ('Black_Hair', 'Blond_Hair', 'Brown_Hair', 'Male', 'Young'),  # CelebA's default
+}
 # Datasets that need no files from the user and are built on first use.
-AUTO_PREPARE = ('procedural', 'procedural_classes')
+AUTO_PREPARE = ('procedural', 'procedural_classes', 'faces', 'faces_expr')
 # Names that also accept 'name:LABEL'; the factory gets label=LABEL.
 _LABELLED: set[str] = set()
 
