@@ -5,9 +5,10 @@
 
 Columns: the input, then each hair colour, gender, age, and the combinations
 H+G, H+A, G+A, H+G+A (hair colour + gender + age). On CelebA the roles are
-the hair colours (Black/Blond/Brown/Gray_Hair), ``Male`` and ``Young``; on
-the built-in ``procedural`` stand-in they are the hue (Red/Green/Blue),
-``Frame`` and ``Dark``. A hair colour is *set* (clearing the other colours),
+the hair colours (Black/Blond/Brown/Gray_Hair), ``Male`` and ``Young``, and
+so on the built-in ``faces`` (drawn hair colour, short hair and a beard,
+no wrinkles); on the built-in ``procedural`` shapes they are the hue
+(Red/Green/Blue), ``Frame`` and ``Dark``. A hair colour is *set* (clearing the other colours),
 gender and age are *flipped*; in the combinations H is the next hair colour
 after the image's own (so it always changes).
 
@@ -31,12 +32,13 @@ from experiments import common
 from stargan_jax import evaluate
 from stargan_jax import input_pipeline
 from stargan_jax import labels as labels_lib
+from stargan_jax import pixel_eval
 from stargan_jax import procedural
 
 ROLES = (
     # (hair colours, gender, age)
-    (('Black_Hair', 'Blond_Hair', 'Brown_Hair', 'Gray_Hair'), 'Male', 'Young'),  # CelebA
-    (procedural.HUE_NAMES, 'Frame', 'Dark'),  # the built-in stand-in
+    (('Black_Hair', 'Blond_Hair', 'Brown_Hair', 'Gray_Hair'), 'Male', 'Young'),  # CelebA, faces
+    (procedural.HUE_NAMES, 'Frame', 'Dark'),  # the built-in shapes (procedural)
 )
 
 
@@ -48,7 +50,7 @@ def attribute_roles(spec: labels_lib.DomainSpec):
       return present, gender, age
   raise ValueError(
       f'dataset {spec.dataset!r} has attributes {list(spec.names)}; this figure needs hair '
-      f'colours + Male + Young (CelebA) or Red/Green/Blue + Frame + Dark (procedural)')
+      f'colours + Male + Young (CelebA, faces) or Red/Green/Blue + Frame + Dark (procedural)')
 
 
 def columns(spec: labels_lib.DomainSpec):
@@ -114,14 +116,20 @@ def _changed_columns(changed, hair_idx, n):
 
 def _reads(spec, x_fake, c_trg, per_image, classifier):
   """Per image: every changed attribute read as its target (None when nothing can read)."""
-  if spec.dataset in ('procedural',):
-    read = np.stack([procedural.read_attributes(img) for img in x_fake])
-    read = read[:, [procedural.ATTRIBUTE_NAMES.index(n) for n in spec.names]]
+  if _pixel_readable(spec):
+    readers = pixel_eval.READERS[spec.dataset]
+    read = np.stack([readers.read(img) for img in x_fake])
+    read = read[:, [readers.names.index(n) for n in spec.names]]
   elif classifier is not None:
     read = classifier.predict(x_fake)
   else:
     return None
   return np.array([np.all(read[i, ch] == c_trg[i, ch]) for i, ch in enumerate(per_image)])
+
+
+def _pixel_readable(spec: labels_lib.DomainSpec) -> bool:
+  """A built-in attribute dataset (procedural, faces): pixel readers, no classifier."""
+  return spec.dataset in pixel_eval.READERS and not pixel_eval.READERS[spec.dataset].categorical
 
 
 def run(argv=None) -> dict:
@@ -146,7 +154,7 @@ def run(argv=None) -> dict:
   cols, hair_idx = columns(spec)
   dataset = evaluate.open_datasets(loaded, args.data_dir)[j]
   classifier = None
-  if spec.dataset != 'procedural':
+  if not _pixel_readable(spec):
     classifier = common.find_classifier(loaded, j, args.classifier_dir)
 
   def translate(x, c):
@@ -175,8 +183,9 @@ def run(argv=None) -> dict:
         can_read = False
       else:
         s['reached'] += int(ok.sum())
-      if spec.dataset == 'procedural':
-        s['content'] += sum(procedural.content_preserved(a, f) for a, f in zip(x, x_fake))
+      if _pixel_readable(spec):
+        s['content'] += sum(pixel_eval.content_preserved(spec.dataset, spec.dataset, a, f)
+                            for a, f in zip(x, x_fake))
       s['change'] += float(np.abs(x_fake - x).mean(axis=(1, 2, 3)).sum())
       s['n'] += x.shape[0]
   numbers = {}
@@ -184,7 +193,7 @@ def run(argv=None) -> dict:
     n = max(s['n'], 1)
     numbers[title] = {
         'target_reached': s['reached'] / n if can_read else None,
-        'content_preserved': s['content'] / n if spec.dataset == 'procedural' else None,
+        'content_preserved': s['content'] / n if _pixel_readable(spec) else None,
         'mean_abs_change': s['change'] / n,
         'images': s['n'],
     }
@@ -192,7 +201,7 @@ def run(argv=None) -> dict:
       'figure': os.path.abspath(png), 'workdir': os.path.abspath(args.workdir),
       'checkpoint_step': loaded.step, 'dataset': spec.dataset,
       'roles': dict(zip(('hair', 'gender', 'age'), attribute_roles(spec))),
-      'reader': ('pixel readers' if spec.dataset == 'procedural' else
+      'reader': ('pixel readers' if _pixel_readable(spec) else
                  'domain classifier' if classifier is not None else None),
       'rule': 'target_reached: every attribute the column changes reads as its target value',
       'columns': numbers,

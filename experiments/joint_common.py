@@ -13,7 +13,6 @@ from experiments import common
 from stargan_jax import evaluate
 from stargan_jax import labels as labels_lib
 from stargan_jax import pixel_eval
-from stargan_jax import procedural
 
 
 def make_reader(loaded: evaluate.LoadedModel, dataset: int, classifier_dir: str | None = None):
@@ -38,12 +37,16 @@ def make_reader(loaded: evaluate.LoadedModel, dataset: int, classifier_dir: str 
   return read
 
 
-def content_kept(spec: labels_lib.DomainSpec, x, y) -> np.ndarray | None:
-  """Content preserved per image (built-in datasets only)."""
+def content_kept(spec: labels_lib.DomainSpec, x, y, target: str | None = None) -> np.ndarray | None:
+  """Content preserved per image of dataset ``spec`` translated into ``target``'s domains.
+
+  Built-in datasets only; ``target`` defaults to the source's own dataset.
+  """
   if spec.dataset not in pixel_eval.READABLE:
     return None
-  return np.array([procedural.content_preserved(a, b) for a, b in zip(np.asarray(x),
-                                                                      np.asarray(y))])
+  target = target or spec.dataset
+  return np.array([pixel_eval.content_preserved(spec.dataset, target, a, b)
+                   for a, b in zip(np.asarray(x), np.asarray(y))])
 
 
 def spec_index(layout: labels_lib.LabelLayout, name: str) -> int:

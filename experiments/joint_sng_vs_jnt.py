@@ -45,7 +45,7 @@ def measure(loaded, src: int, trg: int, batches, reader) -> dict:
     for k, c_trg in enumerate(spec.test_targets(own)):
       y = loaded.translate_np(loaded.generator_params, x, layout.embed(trg, c_trg))
       hits[k] += reader(y, c_trg, k).sum()
-      content = joint_common.content_kept(layout.specs[src], x, y)
+      content = joint_common.content_kept(layout.specs[src], x, y, spec.dataset)
       if content is not None:
         has_content = True
         kept[k] += content.sum()

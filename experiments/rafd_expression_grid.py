@@ -3,9 +3,10 @@
   python -m experiments.rafd_expression_grid --workdir=RUN
   python -m experiments.rafd_expression_grid --workdir=runs/classes_grid --train  # short run first
 
-Columns: the input, then one column per class (RaFD's 8 expressions; on the
-built-in ``procedural_classes`` stand-in the 4 fill patterns solid,
-hstripes, vstripes, checker). Writes ``rafd_expression_grid.png`` (rows =
+Columns: the input, then one column per class (RaFD's 8 expressions, and so
+on the built-in ``faces_expr``, drawn by mouth and brows; on the built-in
+``procedural_classes`` shapes the 4 fill patterns solid, hstripes, vstripes,
+checker). Writes ``rafd_expression_grid.png`` (rows =
 test images) and ``rafd_expression_grid.json``: per class, on ``--num_eval``
 test images, how often the translation reads as the class (pixel readers on
 the built-in dataset; otherwise the domain classifier that
@@ -25,7 +26,7 @@ from experiments import common
 from stargan_jax import evaluate
 from stargan_jax import input_pipeline
 from stargan_jax import labels as labels_lib
-from stargan_jax import procedural
+from stargan_jax import pixel_eval
 
 
 def run(argv=None) -> dict:
@@ -48,7 +49,7 @@ def run(argv=None) -> dict:
   j = candidates[0]
   spec = layout.specs[j]
   dataset = evaluate.open_datasets(loaded, args.data_dir)[j]
-  builtin = spec.dataset == 'procedural_classes'
+  builtin = spec.dataset in pixel_eval.READERS and pixel_eval.READERS[spec.dataset].categorical
   classifier = None if builtin else common.find_classifier(loaded, j, args.classifier_dir)
 
   def translate(x, k):
@@ -69,9 +70,11 @@ def run(argv=None) -> dict:
     for k in range(spec.c_dim):
       x_fake = translate(x, k)
       if builtin:
-        cls = procedural.CLASS_NAMES.index(spec.names[k])
-        stats[k, 0] += sum(procedural.read_class(f) == cls for f in x_fake)
-        stats[k, 1] += sum(procedural.content_preserved(a, f) for a, f in zip(x, x_fake))
+        readers = pixel_eval.READERS[spec.dataset]
+        cls = readers.names.index(spec.names[k])
+        stats[k, 0] += sum(readers.read(f) == cls for f in x_fake)
+        stats[k, 1] += sum(pixel_eval.content_preserved(spec.dataset, spec.dataset, a, f)
+                           for a, f in zip(x, x_fake))
       elif classifier is not None:
         stats[k, 0] += int((np.argmax(classifier.logits(x_fake), axis=1) == k).sum())
       stats[k, 2] += float(np.abs(x_fake - x).mean(axis=(1, 2, 3)).sum())

@@ -227,3 +227,24 @@ def test_pixel_eval_dispatches_to_the_face_readers():
                                ebatches)['faces_expr']
   assert result['target_accuracy'] >= 0.95 and result['content_preserved'] >= 0.95
   assert set(pixel_eval.READABLE) >= {'procedural', 'procedural_classes', 'faces', 'faces_expr'}
+
+
+def test_attribute_grid_maps_the_roles_and_reads_faces():
+  import os
+  import sys
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  from experiments import celeba_attribute_grid
+  spec = labels_lib.DomainSpec('faces', faces.ATTRIBUTE_NAMES, labels_lib.ATTRIBUTES,
+                               faces.HAIR_NAMES)
+  assert celeba_attribute_grid.attribute_roles(spec) == (faces.HAIR_NAMES, 'Male', 'Young')
+  content = faces.sample_content(np.random.default_rng(4))
+  # Column H+G on a black-haired young woman: blond (the next colour) and male.
+  c_org = np.array([[1, 0, 0, 0, 1]], np.float32)
+  fn = dict(celeba_attribute_grid.columns(spec)[0])['H+G']
+  c_trg, changed = fn(c_org)
+  np.testing.assert_array_equal(c_trg, [[0, 1, 0, 1, 1]])
+  per_image = celeba_attribute_grid._changed_columns(changed, [0, 1, 2], 1)
+  right = faces.render(content, 32, 1, True, True)[None].astype(np.float32) / 127.5 - 1
+  wrong = faces.render(content, 32, 1, False, True)[None].astype(np.float32) / 127.5 - 1
+  assert celeba_attribute_grid._reads(spec, right, c_trg, per_image, None).tolist() == [True]
+  assert celeba_attribute_grid._reads(spec, wrong, c_trg, per_image, None).tolist() == [False]
