@@ -4,6 +4,8 @@ Examples::
 
   python -m data_prep.build --dataset=procedural --image_size=32
   python -m data_prep.build --dataset=procedural_classes --image_size=32
+  python -m data_prep.build --dataset=faces --image_size=64
+  python -m data_prep.build --dataset=faces_expr --image_size=64
   python -m data_prep.build --dataset=celeba --image_size=128 --manual_dir=~/data
   python -m data_prep.build --dataset=rafd --image_size=128 --manual_dir=~/data
   python -m data_prep.build --dataset=folder:horses --image_size=128 --manual_dir=~/horses
