@@ -5,9 +5,9 @@ the Inception pool features (``stargan_jax.inception``) of two image sets:
 ``|mu_1 - mu_2|^2 + Tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2))``. KID (Binkowski et
 al., 2018) is the unbiased estimate of the squared MMD between the feature
 sets with the polynomial kernel ``k(x, y) = (x.y / d + 1)^3``, averaged over
-random subsets (100 of at most 1,000 images each, as clean-fid and
-StarGAN v2's successors report it); unlike FID it has no bias that depends on
-the number of images.
+random subsets (100 of at most 1,000 images each, as clean-fid reports it,
+drawn from at most 2,000 images of each set); unlike FID it has no bias that
+depends on the number of images.
 
 Protocol (StarGAN v2's, per target domain): *real* = the domain's training
 images, *fake* = the test images translated into the domain (sources already
@@ -44,12 +44,28 @@ KID_SUBSET_SIZE = 1000
 
 # -- the distances ------------------------------------------------------------------
 
+_CHUNK = 1024  # rows per float64 block when accumulating moments
+
+
 def gaussian(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Mean and covariance (N - 1 normalised, as numpy.cov and every FID tool) in float64."""
-  f = np.asarray(features, np.float64)
-  if f.shape[0] < 2:
-    raise ValueError(f'FID needs at least 2 images per set, got {f.shape[0]}')
-  return f.mean(axis=0), np.cov(f, rowvar=False)
+  """Mean and covariance (N - 1 normalised, as numpy.cov and every FID tool) in float64.
+
+  Accumulated over blocks of rows, so that a large float32 feature set is never
+  copied whole into float64.
+  """
+  f = np.asarray(features)
+  n = f.shape[0]
+  if n < 2:
+    raise ValueError(f'FID needs at least 2 images per set, got {n}')
+  mu = np.zeros(f.shape[1])
+  for i in range(0, n, _CHUNK):
+    mu += f[i:i + _CHUNK].astype(np.float64).sum(axis=0)
+  mu /= n
+  sigma = np.zeros((f.shape[1], f.shape[1]))
+  for i in range(0, n, _CHUNK):
+    block = f[i:i + _CHUNK].astype(np.float64) - mu
+    sigma += block.T @ block
+  return mu, sigma / (n - 1)
 
 
 def _psd_sqrt(s: np.ndarray) -> np.ndarray:
@@ -65,56 +81,102 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
   its square root comes from a symmetric eigendecomposition (no complex
   round-off to discard, as scipy.linalg.sqrtm of S1 S2 leaves).
   """
-  mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
-  s1, s2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
-  r1 = _psd_sqrt(s1)
-  m = r1 @ s2 @ r1
-  eig = np.linalg.eigvalsh((m + m.T) / 2)
-  tr_covmean = np.sqrt(np.clip(eig, 0.0, None)).sum()
-  diff = mu1 - mu2
-  return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
+  return Reference.from_moments(mu1, sigma1).distance(mu2, sigma2)
 
 
 class Reference:
-  """The features of a set that many sets are compared with (a domain's training images).
+  """A set that many sets are compared with (a domain's training images).
 
-  With fewer images than feature dimensions (every set up to 2,048 images),
-  ``Tr (S1 S2)^(1/2)`` is the nuclear norm of the cross-Gram matrix
-  ``X1 X2^T / sqrt((n1 - 1)(n2 - 1))`` of the centred features (the
-  eigenvalues of ``S1 S2`` are the squared singular values of ``X1 X2^T``),
-  an n1 x n2 problem instead of two 2048 x 2048 eigendecompositions. Larger
-  sets take the covariance route, the reference's square root taken once.
+  FID: when both sets have fewer images than feature dimensions (every set up
+  to 2,047 images), ``Tr (S1 S2)^(1/2)`` is the nuclear norm of the cross-Gram
+  matrix ``X1 X2^T / sqrt((n1 - 1)(n2 - 1))`` of the centred features (the
+  eigenvalues of ``S1 S2`` are the squared singular values of ``X1 X2^T``), an
+  n1 x n2 problem instead of 2048 x 2048 ones. Otherwise the covariance route,
+  with this set's square root taken once.
+
+  KID: the kernel matrices are computed once on a pool of at most
+  ``2 * KID_SUBSET_SIZE`` images of each set, and every subset's estimate is
+  read off them, so the 100 subsets cost three matrix products, and this
+  set's own kernel is shared by every comparison.
   """
 
-  def __init__(self, features: np.ndarray):
-    f = np.asarray(features, np.float64)
-    if f.shape[0] < 2:
-      raise ValueError(f'FID needs at least 2 images per set, got {f.shape[0]}')
-    self.mu = f.mean(axis=0)
-    self.centred = f - self.mu
-    self.n, self.dim = f.shape
-    self.trace = float(np.sum(self.centred ** 2) / (self.n - 1))
+  def __init__(self, features: np.ndarray | None, mu=None, sigma=None, seed: int = 0):
+    self.seed = seed
     self._root = None
+    self._centred = None
+    if features is None:  # from moments only: FID through the covariance route
+      self.features = None
+      self.mu, self.sigma = np.asarray(mu, np.float64), np.asarray(sigma, np.float64)
+      self.n, self.dim = None, self.mu.shape[0]
+    else:
+      self.features = np.asarray(features)
+      self.n, self.dim = self.features.shape
+      self.mu, self.sigma = gaussian(self.features)
+      if self.n < self.dim:
+        self._centred = self.features.astype(np.float64) - self.mu
+    self.trace = float(np.trace(self.sigma))
+    self._pool = self._pool_kernel = None
+
+  @classmethod
+  def from_moments(cls, mu, sigma) -> 'Reference':
+    return cls(None, mu, sigma)
+
+  def distance(self, mu, sigma) -> float:
+    mu, sigma = np.asarray(mu, np.float64), np.asarray(sigma, np.float64)
+    if self._root is None:
+      self._root = _psd_sqrt(self.sigma)
+    m = self._root @ sigma @ self._root
+    eig = np.linalg.eigvalsh((m + m.T) / 2)
+    tr_covmean = float(np.sqrt(np.clip(eig, 0.0, None)).sum())
+    diff = self.mu - mu
+    return float(diff @ diff + self.trace + np.trace(sigma) - 2.0 * tr_covmean)
 
   def fid(self, features: np.ndarray) -> float:
-    f = np.asarray(features, np.float64)
-    if f.shape[0] < 2:
-      raise ValueError(f'FID needs at least 2 images per set, got {f.shape[0]}')
-    mu = f.mean(axis=0)
-    centred = f - mu
-    n = f.shape[0]
-    trace = float(np.sum(centred ** 2) / (n - 1))
-    if min(self.n, n) < self.dim:
-      sv = np.linalg.svd(self.centred @ centred.T, compute_uv=False)
-      tr_covmean = float(sv.sum() / np.sqrt((self.n - 1) * (n - 1)))
-    else:
-      if self._root is None:
-        self._root = _psd_sqrt(self.centred.T @ self.centred / (self.n - 1))
-      a = centred @ self._root
-      eig = np.linalg.eigvalsh(a.T @ a / (n - 1))
-      tr_covmean = float(np.sqrt(np.clip(eig, 0.0, None)).sum())
+    f = np.asarray(features)
+    mu, sigma = gaussian(f)
+    if self._centred is None or f.shape[0] >= self.dim:
+      return self.distance(mu, sigma)
+    centred = f.astype(np.float64) - mu
+    sv = np.linalg.svd(self._centred @ centred.T, compute_uv=False)
+    tr_covmean = float(sv.sum() / np.sqrt((self.n - 1) * (f.shape[0] - 1)))
     diff = self.mu - mu
-    return float(diff @ diff + self.trace + trace - 2.0 * tr_covmean)
+    return float(diff @ diff + self.trace + np.trace(sigma) - 2.0 * tr_covmean)
+
+  def kid(self, features: np.ndarray, subsets: int = KID_SUBSETS,
+          subset_size: int = KID_SUBSET_SIZE, seed: int = 0) -> tuple[float, float]:
+    """(mean, std) over ``subsets`` random subsets of equal size of both sets."""
+    if self.features is None:
+      raise ValueError('KID needs the features, not only their moments')
+    pool_size = 2 * subset_size
+    if self._pool is None:
+      self._pool = _subsample(self.features, pool_size, self.seed).astype(np.float64)
+      self._pool_kernel = _poly_kernel(self._pool, self._pool)
+    other = _subsample(np.asarray(features), pool_size, seed + 1).astype(np.float64)
+    k_oo = _poly_kernel(other, other)
+    k_or = _poly_kernel(other, self._pool)
+    size = min(subset_size, other.shape[0], self._pool.shape[0])
+    if size < 2:
+      raise ValueError(f'KID needs at least 2 images per set, got {size}')
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(subsets):
+      a = rng.choice(other.shape[0], size, replace=False)
+      b = rng.choice(self._pool.shape[0], size, replace=False)
+      values.append(_mmd2_from_kernels(k_oo[np.ix_(a, a)], self._pool_kernel[np.ix_(b, b)],
+                                       k_or[np.ix_(a, b)]))
+    return float(np.mean(values)), float(np.std(values))
+
+
+def _poly_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+  return (x @ y.T / x.shape[1] + 1.0) ** 3
+
+
+def _mmd2_from_kernels(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray) -> float:
+  """The unbiased estimate: the diagonals of K_xx and K_yy are left out."""
+  m, n = kxx.shape[0], kyy.shape[0]
+  return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+               + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+               - 2.0 * kxy.mean())
 
 
 def fid_from_features(f1: np.ndarray, f2: np.ndarray) -> float:
@@ -124,26 +186,15 @@ def fid_from_features(f1: np.ndarray, f2: np.ndarray) -> float:
 def polynomial_mmd2(x: np.ndarray, y: np.ndarray) -> float:
   """Unbiased MMD^2 with k(a, b) = (a.b / d + 1)^3 (the diagonals of K_xx, K_yy left out)."""
   x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-  m, n, d = x.shape[0], y.shape[0], x.shape[1]
-  if m < 2 or n < 2:
-    raise ValueError(f'KID needs at least 2 images per set, got {m} and {n}')
-  kxx = (x @ x.T / d + 1.0) ** 3
-  kyy = (y @ y.T / d + 1.0) ** 3
-  kxy = (x @ y.T / d + 1.0) ** 3
-  return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1))
-               + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
-               - 2.0 * kxy.mean())
+  if x.shape[0] < 2 or y.shape[0] < 2:
+    raise ValueError(f'KID needs at least 2 images per set, got {x.shape[0]} and {y.shape[0]}')
+  return _mmd2_from_kernels(_poly_kernel(x, x), _poly_kernel(y, y), _poly_kernel(x, y))
 
 
 def kid(f1: np.ndarray, f2: np.ndarray, subsets: int = KID_SUBSETS,
         subset_size: int = KID_SUBSET_SIZE, seed: int = 0) -> tuple[float, float]:
   """(mean, std) of the unbiased MMD^2 over random subsets of equal size of both sets."""
-  size = min(subset_size, f1.shape[0], f2.shape[0])
-  rng = np.random.default_rng(seed)
-  values = [polynomial_mmd2(f1[rng.choice(f1.shape[0], size, replace=False)],
-                            f2[rng.choice(f2.shape[0], size, replace=False)])
-            for _ in range(subsets)]
-  return float(np.mean(values)), float(np.std(values))
+  return Reference(f2, seed=seed).kid(f1, subsets, subset_size, seed)
 
 
 def to_pixels(images: np.ndarray) -> np.ndarray:
@@ -240,9 +291,9 @@ def _pair(fake: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int) -> d
            'real_test_images': int(test.shape[0])}
   if fake.shape[0] < 2 or train.shape[0] < 2:
     return dict(entry, fid=None, floor=None, n=0, note='fewer than 2 images')
-  ref = Reference(train)
+  ref = Reference(train, seed=seed)
   entry['fid_all_translations'] = ref.fid(fake)
-  entry['kid'], entry['kid_std'] = kid(fake, train, seed=seed)
+  entry['kid'], entry['kid_std'] = ref.kid(fake, seed=seed)
   n = min(fake.shape[0], test.shape[0])
   entry['n'] = int(n)
   if n < 2:
@@ -251,7 +302,7 @@ def _pair(fake: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int) -> d
   fake_n, test_n = _subsample(fake, n, seed), _subsample(test, n, seed + 1)
   entry['fid'] = ref.fid(fake_n)
   entry['floor'] = ref.fid(test_n)
-  entry['kid_floor'], entry['kid_floor_std'] = kid(test_n, train, seed=seed)
+  entry['kid_floor'], entry['kid_floor_std'] = ref.kid(test_n, seed=seed + 2)
   entry['fid_over_floor'] = entry['fid'] / entry['floor'] if entry['floor'] > 0 else None
   return entry
 
