@@ -34,14 +34,18 @@ from 85..95 (4:2:0 chroma, like camera JPEGs). The ranges keep the faces'
 pixel readers working on most images (see tests/test_synthetic_sets.py).
 
 Deterministic: image ``i`` is drawn from its own generator seeded by
-``(seed, layout, i)``, so a set is the same whatever ``--workers`` is, and
-a larger ``--count`` only adds images. Each JPEG is written under a hidden
+``(seed, layout, i)`` (RaFD: its expression is ``i mod 8``), so a set is the
+same whatever ``--workers`` is, and a larger ``--count`` draws the same first
+images (RaFD: which of them are test depends on the count). Each JPEG is written under a hidden
 temporary name and renamed when complete, and the attribute file (CelebA)
 is written last, so a killed run never leaves a truncated image, nor a
 CelebA set that looks complete. An existing non-empty ``--out`` is refused
 unless ``--overwrite``, which deletes only the layout's folder
-(``DIR/celeba`` or ``DIR/RaFD``) and its manifest before writing.
-``DIR/synthetic_<layout>.json`` records how the set was made.
+(``DIR/celeba`` or ``DIR/RaFD``) and its manifest before writing, and only
+when the manifest shows that this tool wrote that folder (a real dataset
+there is never deleted). ``DIR/synthetic_<layout>.json``, the manifest, is
+written first (``"complete": false``) and rewritten at the end: how the set
+was made, its label counts, and whether the run finished.
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ TEST_FRACTION = 0.1  # RaFD layout: per expression
 _LAYOUT_ID = {'celeba': 0, 'rafd': 1}  # part of every image's seed
 _LAYOUT_FOLDER = {'celeba': 'celeba', 'rafd': 'RaFD'}
 _MAX_CELEBA_COUNT = 999999  # six-digit file names, as CelebA's
+_GENERATOR = 'data_prep.synthetic_sets'
 
 
 class UserError(ValueError):
@@ -262,20 +267,38 @@ def _write_atomic(path: str, data: bytes | str) -> None:
   os.replace(tmp, path)
 
 
+def _manifest_path(out: str, layout: str) -> str:
+  return os.path.join(out, f'synthetic_{layout}.json')
+
+
+def _written_by_us(manifest: str, layout: str) -> bool:
+  try:
+    with open(manifest) as f:
+      m = json.load(f)
+  except (OSError, ValueError):
+    return False
+  return isinstance(m, dict) and m.get('generator') == _GENERATOR and m.get('layout') == layout
+
+
 def _prepare_out(out: str, layout: str, overwrite: bool) -> str:
   """Checks (and with ``overwrite`` clears) the output; returns the layout's folder."""
   if os.path.exists(out) and not os.path.isdir(out):
     raise UserError(f'--out={out} exists and is not a directory')
   root = os.path.join(out, _LAYOUT_FOLDER[layout])
-  manifest = os.path.join(out, f'synthetic_{layout}.json')
+  manifest = _manifest_path(out, layout)
   if os.path.isdir(out) and os.listdir(out):
     if not overwrite:
       raise UserError(f'--out={out} is not empty; choose a new directory or pass --overwrite '
                       f'(which deletes {root} and {manifest} first)')
-    if os.path.isdir(root):
-      shutil.rmtree(root)
-    elif os.path.exists(root):
-      os.remove(root)
+    if os.path.lexists(root):
+      if not _written_by_us(manifest, layout):
+        raise UserError(f'{root} was not written by data_prep.synthetic_sets (no '
+                        f'{os.path.basename(manifest)} next to it); not deleting it with '
+                        f'--overwrite: move it away or choose another --out')
+      if os.path.isdir(root) and not os.path.islink(root):
+        shutil.rmtree(root)
+      else:
+        os.remove(root)
     if os.path.exists(manifest):
       os.remove(manifest)
   os.makedirs(root, exist_ok=True)
@@ -301,7 +324,13 @@ def generate(layout: str, out: str, count: int, seed: int = 0, workers: int | No
     workers = min(os.cpu_count() or 1, 8)
   if workers < 1:
     raise UserError(f'--workers must be at least 1, got {workers}')
+  if seed < 0:
+    raise UserError(f'--seed must be 0 or more, got {seed}')
   root = _prepare_out(out, layout, overwrite)
+  manifest = {'generator': _GENERATOR, 'layout': layout, 'count': count, 'seed': seed,
+              'complete': False}
+  # Written before any image, so that --overwrite recognises a killed run's folder.
+  _write_atomic(_manifest_path(out, layout), json.dumps(manifest, indent=2))
   start = time.perf_counter()
   if layout == 'celeba':
     images = os.path.join(root, 'images')
@@ -334,8 +363,6 @@ def generate(layout: str, out: str, count: int, seed: int = 0, workers: int | No
   finally:
     # On an error or Ctrl-C, stop at the images in flight instead of drawing the rest.
     pool.shutdown(wait=True, cancel_futures=True)
-  manifest = {'layout': layout, 'count': count, 'seed': seed,
-              'generator': 'data_prep.synthetic_sets'}
   if layout == 'celeba':
     attrs = np.array(results)
     lines = [str(count), ' '.join(celeba.CELEBA_ATTRIBUTES) + ' ']
@@ -348,7 +375,8 @@ def generate(layout: str, out: str, count: int, seed: int = 0, workers: int | No
     for split, label, _ in rafd_plan(count):
       splits[split][rafd.EXPRESSIONS[label]] += 1
     manifest['splits'] = splits
-  _write_atomic(os.path.join(out, f'synthetic_{layout}.json'), json.dumps(manifest, indent=2))
+  manifest['complete'] = True
+  _write_atomic(_manifest_path(out, layout), json.dumps(manifest, indent=2))
   seconds = time.perf_counter() - start
   return {**manifest, 'root': root, 'seconds': seconds, 'workers': workers}
 
@@ -383,8 +411,6 @@ def main(argv: list[str] | None = None) -> int:
   count = DEFAULT_COUNT[args.layout] if args.count is None else args.count
   out = os.path.expanduser(args.out)
   try:
-    if args.seed < 0:
-      raise UserError(f'--seed must be 0 or more, got {args.seed}')
     summary = generate(args.layout, out, count, args.seed, args.workers, args.overwrite)
   except (UserError, OSError) as e:
     print(f'error: {e}', file=sys.stderr)

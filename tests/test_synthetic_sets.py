@@ -1,6 +1,7 @@
 """The synthetic CelebA- and RaFD-layout face sets: layouts, builds, labels, determinism."""
 
 import io
+import json
 import os
 
 import numpy as np
@@ -180,6 +181,14 @@ def test_refuses_a_non_empty_out_dir_unless_overwrite(tmp_path, capsys):
   assert (out / 'notes.txt').read_text() == 'mine'
   assert S.main(['--layout=rafd', f'--out={tmp_path / "r"}', '--count=8']) == 2
   assert capsys.readouterr().err.startswith('error: --count must be at least 16')
+  # A celeba/ folder this tool did not write (a real CelebA, say) is never deleted.
+  real = tmp_path / 'real'
+  (real / 'celeba' / 'images').mkdir(parents=True)
+  (real / 'celeba' / 'list_attr_celeba.txt').write_text('0\n')
+  assert S.main(['--layout=celeba', f'--out={real}', '--count=2', '--overwrite']) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and 'was not written by data_prep.synthetic_sets' in err[0]
+  assert (real / 'celeba' / 'list_attr_celeba.txt').read_text() == '0\n'
 
 
 def test_an_interrupted_run_leaves_no_partial_image_and_no_attribute_file(tmp_path, monkeypatch):
@@ -201,3 +210,10 @@ def test_an_interrupted_run_leaves_no_partial_image_and_no_attribute_file(tmp_pa
     assert not name.startswith('.')
     with Image.open(root / 'images' / name) as im:
       im.load()  # complete JPEGs only
+  manifest = json.loads((tmp_path / 'out' / 'synthetic_celeba.json').read_text())
+  assert manifest['complete'] is False
+  # The killed run's folder is recognised as this tool's and replaced.
+  monkeypatch.setattr(S, 'celeba_image', real)
+  S.generate('celeba', str(tmp_path / 'out'), 2, workers=1, overwrite=True, **QUIET)
+  assert sorted(os.listdir(root / 'images')) == ['000001.jpg', '000002.jpg']
+  assert json.loads((tmp_path / 'out' / 'synthetic_celeba.json').read_text())['complete']
