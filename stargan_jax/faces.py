@@ -295,9 +295,9 @@ def render_expression(content: Content, size: int, label: int, hair: int = 0,
 
 _SKIN_CHROMA_LIGHT = _SKIN_LIGHT / _SKIN_LIGHT.max()
 _SKIN_CHROMA_TAN = _SKIN_TAN / _SKIN_TAN.max()
-_SKIN_CHROMA_MAX = 0.07  # chromaticity distance from the skin range: skin (shaded or not)
+_SKIN_CHROMA_MAX = 0.10  # chromaticity distance from the skin range: skin (shaded or not)
 _SKIN_VALUE_MIN = 0.40  # ... and brighter than this (black hair has skin-like chromaticity)
-_OWN_CHROMA_MAX = 0.06  # chromaticity distance from the face's own skin
+_OWN_CHROMA_MAX = 0.12  # chromaticity distance from the face's own skin
 _BACKGROUND_TOLERANCE = 0.09  # max channel difference from the fitted background plane
 
 
@@ -373,7 +373,23 @@ class Face:
 
 # The smoothed skin mask loses the mixed pixels at the face's two edges: the
 # located width is this many pixels short (measured on clean renderings).
-_WIDTH_BIAS_PX = 2.0
+_WIDTH_BIAS_PX = 0.25
+
+
+def majority(mask: np.ndarray) -> np.ndarray:
+  """A k x k majority filter (k about a tenth of the image, odd, at least 3).
+
+  Noise punches holes in a per-pixel mask and strews stray pixels around
+  it; the majority of a neighbourhood ignores both, keeps straight edges
+  where they are, and fills the small holes of the eyes and brows.
+  """
+  size = mask.shape[0]
+  k = max(3, (size // 10) | 1)
+  r = k // 2
+  c = np.pad(mask.astype(np.float32), r, mode='edge').cumsum(0).cumsum(1)
+  c = np.pad(c, ((1, 0), (1, 0)))
+  box = c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]
+  return box > 0.5 * k * k
 
 
 def _own_skin_mask(sm: np.ndarray, skin: np.ndarray) -> np.ndarray:
@@ -414,8 +430,8 @@ def locate(image, fixed_mouth: bool = True) -> Face | None:
   ``fixed_mouth``: the mouth is always the same line (``faces``), so the
   distance to it gives the face's size; with expressions (``faces_expr``)
   the lips' centroid moves with the mouth's shape by a tenth of the face's
-  height, and the size comes from the eyes' spacing (from 48 px) or the
-  skin's width (below; no beard and no label changes the hair there).
+  height, and the size comes from the skin's width (no beard and no label
+  changes the hair there).
   """
   return _locate(_to_unit(image), fixed_mouth)
 
@@ -428,7 +444,7 @@ def _locate(img: np.ndarray, fixed_mouth: bool = True) -> Face | None:
   if rough.sum() < 0.03 * size * size:
     return None
   skin_colour_ = _skin_estimate(img, sm, rough)
-  skin = _own_skin_mask(sm, skin_colour_)
+  skin = majority(_own_skin_mask(sm, skin_colour_))
   if skin.sum() < 0.03 * size * size:
     return None
   rows, cols = np.nonzero(skin)
@@ -449,7 +465,7 @@ def _locate(img: np.ndarray, fixed_mouth: bool = True) -> Face | None:
   cy = (r_f + 0.5) / size - v_cross * ry
   rough = Face(float(cx), float(cy), float(rx), float(ry), skin_colour_, _background_plane(img))
   if size >= EYE_MIN_SIZE:
-    return _refine_by_eyes(img, rough, fixed_mouth)
+    return _refine_by_eyes(img, rough)
   hairline = (r_f + 0.5) / size
   return _refine_by_lips(img, rough, hairline if fixed_mouth else None, v_cross)
 
@@ -465,10 +481,10 @@ def _lip_weight(img: np.ndarray, skin: np.ndarray) -> np.ndarray:
 def _lips_y(img: np.ndarray, face: Face) -> float | None:
   """The lips' centroid row (fraction of the image), None when no lips are seen."""
   size = img.shape[0]
-  # A beard of brown hair is a little redder than light skin: weights under
-  # 0.2 are dropped.
-  w = (np.clip(_lip_weight(img, face.skin) - 0.2, 0.0, None)
-       * _region(face, size, -0.5, 0.5, 0.0, 1.0))
+  # The mouth's weight by its green-to-red ratio: an open mouth's inside is
+  # as red as its lips, a beard of any hair colour is not, and a skin pixel
+  # needs noise of half the skin-to-lips difference to weigh at all.
+  w = _mouth_weight(img, face) * _region(face, size, -0.5, 0.5, 0.0, 1.0)
   if w.sum() < 0.5:
     return None
   coords = (np.arange(size, dtype=np.float32) + 0.5) / size
@@ -505,41 +521,34 @@ def _refine_by_lips(img: np.ndarray, face: Face, hairline_y: float | None,
 EYE_MIN_SIZE = 48
 
 
-def _refine_by_eyes(img: np.ndarray, face: Face, fixed_mouth: bool = True) -> Face:
-  """Centre and width from the whites of the eyes, which no label moves.
+def _refine_by_eyes(img: np.ndarray, face: Face) -> Face:
+  """The face's height from the whites of the eyes, which no label moves.
 
-  The skin's edges shift with what borders them (hair of some colour, or
-  background), by a pixel or so; the eyes' centroids do not.
+  The fringe's edge shifts with the hair colour by a pixel or so; the eyes'
+  centroids do not.
   """
   size = img.shape[0]
-  low = img.min(-1)
+  low = smooth(img).min(-1)
   skin_low = float(face.skin.min())
-  # Above the skin and above any background (whose channels stay under 0.75).
-  threshold = max(skin_low + 0.3 * (float(_EYE_WHITE.min()) - skin_low), 0.78)
+  # A third of the way from the skin's lowest channel to the whites' (the
+  # smoothed whites of small eyes mix with skin; the regions lie inside the
+  # face, so no background comes into it).
+  threshold = skin_low + 0.3 * (float(_EYE_WHITE.min()) - skin_low)
   white = np.clip((low - threshold) / (float(_EYE_WHITE.min()) - threshold), 0.0, 1.0)
   coords = (np.arange(size, dtype=np.float32) + 0.5) / size
-  x, y = np.meshgrid(coords, coords)
-  centres = []
+  _, y = np.meshgrid(coords, coords)
+  heights = []
   for lo, hi in ((-0.75, -0.05), (0.05, 0.75)):
     w = white * _region(face, size, lo, hi, -0.4, 0.25)
     if w.sum() < 0.2:
       return face
-    centres.append(((w * x).sum() / w.sum(), (w * y).sum() / w.sum()))
-  (xl, yl), (xr, yr) = centres
-  eye_y = 0.5 * (yl + yr)
-  # The size from the eyes down to the lips (a vertical distance, over whole
-  # rows of pixels); the eyes' horizontal spacing rests on the few mixed
-  # pixels at each eye's corners.
-  lips_y = _lips_y(img, face) if fixed_mouth else None
-  if lips_y is not None:
-    ry = (lips_y - eye_y) / (_MOUTH_V - _EYE_V)
-  else:
-    ry = (xr - xl) / (2 * _EYE_U) * _ASPECT
-  if not 0.7 * face.ry < ry < 1.4 * face.ry:
-    ry = face.ry
-  cy = eye_y - _EYE_V * ry
-  return dataclasses.replace(face, cx=float(0.5 * (xl + xr)), cy=float(cy),
-                             rx=float(ry / _ASPECT), ry=float(ry))
+    heights.append((w * y).sum() / w.sum())
+  # The size stays the skin's width (of the majority-filtered mask) and the
+  # centre across the skin's centroid: under pixel noise they vary less than
+  # the eyes' spacing and centre (a few mixed pixels at each eye's corners)
+  # or the eyes-to-lips distance.
+  cy = 0.5 * (heights[0] + heights[1]) - _EYE_V * face.ry
+  return dataclasses.replace(face, cy=float(cy))
 
 
 def _region(face: Face, size: int, u0, u1, v0, v1, mirror: bool = False) -> np.ndarray:
@@ -715,7 +724,9 @@ def classify_mouth(f: dict, size: int) -> str:
     votes = ((f['mouth_spread_u'] > _WIDE_SPREAD) + (f['brow_slope'] > _BROW_SLOPE)
              + (f['brow_height'] > _RAISED_HEIGHT))
     return 'wide' if votes >= 2 else 'round'
-  if f['mouth_asymmetry'] > _SMIRK_ASYMMETRY and f['mouth_lift'] > -_LIFT:
+  # A smirk lifts one corner: more asymmetry than lift (a smile or a
+  # turned-down mouth drawn slightly unevenly has the opposite).
+  if f['mouth_asymmetry'] > max(_SMIRK_ASYMMETRY, abs(f['mouth_lift'])):
     return 'smirk'
   if f['mouth_lift'] > _LIFT:
     return 'smile'

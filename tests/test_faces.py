@@ -16,9 +16,9 @@ from stargan_jax import pixel_eval
 # Images per size for the reader tests, and the lowest rate each must reach.
 # Measured on fresh seeds: every label of all 500 (64 px) and 300 (128 px)
 # attribute and expression images right; at 32 px, where a face is about
-# 14 px wide, 99.7% of 1,000 attribute images (all 5 labels) and 99.1% of
-# 1,000 expression images.
-READER_CASES = [(32, 200, 0.98, 0.97), (64, 120, 1.0, 1.0), (128, 60, 1.0, 1.0)]
+# 14 px wide, 99.6% of 1,000 attribute images (all 5 labels; the misses are
+# Male) and all of 1,000 expression images.
+READER_CASES = [(32, 200, 0.98, 0.98), (64, 120, 1.0, 1.0), (128, 60, 1.0, 1.0)]
 
 
 @pytest.mark.parametrize('size,n,attr_rate,expr_rate', READER_CASES)
@@ -34,6 +34,34 @@ def test_readers_recover_every_label(size, n, attr_rate, expr_rate):
     image, label = faces.sample_expression_example(rng, size)
     right += faces.read_expression(image) == label
   assert right / n >= expr_rate
+
+
+@pytest.mark.parametrize('size,n', [(32, 40), (64, 20)])
+def test_readers_withstand_pixel_noise(size, n):
+  # Gaussian noise of sigma 0.05 per channel (13/255), a partly trained
+  # generator's grain. Measured on 100 images: at 32 px every attribute
+  # image read right and its content kept, expressions 96% read and 95%
+  # kept; at 64 px 100%/100% and 98%/100%.
+  rng, noise = np.random.default_rng(size + 3), np.random.default_rng(size + 4)
+
+  def noisy(image):
+    return (np.clip(image / 255.0 + noise.normal(0.0, 0.05, image.shape), 0, 1) * 2
+            - 1).astype(np.float32)
+
+  read = kept = 0
+  for _ in range(n):
+    image, attrs = faces.sample_attribute_example(rng, size)
+    x = noisy(image)
+    read += np.array_equal(faces.read_attributes(x), attrs)
+    kept += faces.content_preserved(image, x)
+  assert read / n >= 0.95 and kept / n >= 0.95
+  read = kept = 0
+  for _ in range(n):
+    image, label = faces.sample_expression_example(rng, size)
+    x = noisy(image)
+    read += faces.read_expression(x) == label
+    kept += faces.content_preserved(image, x, fixed_mouth=False)
+  assert read / n >= 0.85 and kept / n >= 0.85
 
 
 def test_sampling_is_deterministic_given_the_seed():
@@ -80,11 +108,11 @@ def test_each_attribute_changes_only_its_reading():
       assert faces.read_expression(faces.render_expression(content, size, k)) == k
 
 
-# (size, contents, lowest rate of content kept). Measured on 200 contents x
+# (size, contents, lowest rate of content kept). Measured on 100 contents x
 # (4 attribute + 8 expression targets): all kept at 64 and 128 px; at 32 px
-# 99.6% of attribute and 98.9% of expression re-renderings (a pixel of
-# the face's size or of its skin's colour mixed with a beard).
-CONTENT_CASES = [(32, 30, 0.97), (64, 10, 1.0), (128, 5, 1.0)]
+# 98.0% of attribute and 97.1% of expression re-renderings (a pixel of the
+# face's size or position, or the skin's colour mixed with a beard).
+CONTENT_CASES = [(32, 30, 0.95), (64, 10, 1.0), (128, 5, 1.0)]
 
 
 @pytest.mark.parametrize('size,n,rate', CONTENT_CASES)
@@ -211,7 +239,7 @@ def test_pixel_eval_dispatches_to_the_face_readers():
   layout = labels_lib.LabelLayout((spec,))
   batches = [{'image': x.astype(np.float32), 'label': attrs}]
   oracle = pixel_eval.evaluate(_oracle(contents, draw), None, layout, batches)['faces']
-  # At 32 px a perfect re-rendering keeps its content 99.6% of the time (see above).
+  # At 32 px a perfect re-rendering keeps its content 98% of the time (see above).
   assert oracle['target_accuracy'] == 1.0 and oracle['content_preserved'] >= 0.95
   identity = pixel_eval.evaluate(lambda p, xx, c: xx, None, layout, batches)['faces']
   assert identity['content_preserved'] == 1.0 and identity['target_accuracy'] < 0.6
