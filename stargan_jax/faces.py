@@ -24,10 +24,10 @@ drawn by the mouth and the eyebrows only (see ``EXPRESSIONS``); hair colour
 and hair length are random content there, no beard, no wrinkles.
 
 Readers (``read_attributes``, ``read_expression``, ``content_preserved``)
-first locate the face (``locate``): its skin by chromaticity, then from 48
-px the whites of the eyes (centre) and the eyes-to-lips distance (size),
-below 48 px the lips (height) and the fringe-to-lips distance with the
-skin's width (size). Every label is then read from a region placed relative
+first locate the face (``locate``): its skin by chromaticity through a
+majority filter gives its centre across and its width; its height comes from
+the whites of the eyes from 48 px, from the lips below (where the
+fringe-to-lips distance also enters the size). Every label is then read from a region placed relative
 to the face: the hair colour by a vote of the hair pixels above the fringe,
 ``Male`` from the chin's mean colour and the hair beside the jaw, ``Young``
 from the mean darkness of the middle of the forehead, the expression from
@@ -427,11 +427,10 @@ def _skin_estimate(img: np.ndarray, sm: np.ndarray, rough: np.ndarray) -> np.nda
 def locate(image, fixed_mouth: bool = True) -> Face | None:
   """Finds the face from its skin; None when there is too little skin to be a face.
 
-  ``fixed_mouth``: the mouth is always the same line (``faces``), so the
-  distance to it gives the face's size; with expressions (``faces_expr``)
-  the lips' centroid moves with the mouth's shape by a tenth of the face's
-  height, and the size comes from the skin's width (no beard and no label
-  changes the hair there).
+  ``fixed_mouth``: the mouth is always the same line (``faces``), so below
+  48 px the fringe-to-lips distance enters the face's size; with expressions
+  (``faces_expr``) the lips' centroid moves with the mouth's shape by a tenth
+  of the face's height, and the size is the skin's width alone.
   """
   return _locate(_to_unit(image), fixed_mouth)
 
