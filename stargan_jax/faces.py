@@ -27,14 +27,14 @@ Readers (``read_attributes``, ``read_expression``, ``content_preserved``)
 first locate the face (``locate``): its skin by chromaticity through a
 majority filter gives its centre across and its width; its height comes from
 the whites of the eyes from 48 px, from the lips below (where the
-fringe-to-lips distance also enters the size). Every label is then read from a region placed relative
-to the face: the hair colour by a vote of the hair pixels above the fringe,
-``Male`` from the chin's mean colour and the hair beside the jaw, ``Young``
-from the mean darkness of the middle of the forehead, the expression from
-where the mouth's red pixels lie and from the brows' slope. Every decision
-is made on region means, votes or a smoothed image, so the high-frequency
-noise of a partly trained generator does not decide it. Measured accuracy:
-see tests/test_faces.py.
+fringe-to-lips distance also enters the size). Every label is then read
+from a region placed relative to the face: the hair colour by a vote of the
+hair pixels above the fringe, ``Male`` from the chin's mean colour and the
+hair beside the jaw, ``Young`` from the mean darkness of the middle of the
+forehead, the expression from where the mouth's red pixels lie and from the
+brows' slope. Every decision is made on region means, votes, a majority
+filter or a smoothed image, so the high-frequency noise of a partly trained
+generator does not decide it. Measured accuracy: see tests/test_faces.py.
 """
 
 from __future__ import annotations
