@@ -171,7 +171,7 @@ def test_folder_bad_input(tmp_path):
   with pytest.raises(ValueError, match=r'may use only letters, digits and "_", got \'a-b\''):
     registry.get_builder('folder:a-b', str(tmp_path / 'tfds'), 32)
   with pytest.raises(ValueError, match=r"unknown dataset 'folders'; known datasets: celeba, "
-                                       r'folder, .*, folder:NAME'):
+                                       r'(.*, )?folder, .*, folder:NAME'):
     registry.get_builder('folders', str(tmp_path / 'tfds'), 32)
   with pytest.raises(FileNotFoundError, match=r"dataset 'folder:nothere' at 32 px is not prepared"
                                               r'.*--dataset=folder:nothere'):

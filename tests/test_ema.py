@@ -2,6 +2,8 @@
 
 import os
 import shutil
+import subprocess
+import sys
 from typing import Any
 
 import flax
@@ -145,18 +147,26 @@ def test_ema_is_off_by_default_and_in_the_paper_preset():
 
 
 def test_main_flags_set_the_decay_and_the_weights():
-  import copy
-
-  from absl import flags as absl_flags
-  from stargan_jax import main
-  fv = absl_flags.FlagValues()
-  for name in ('g_ema_decay', 'use_ema', 'preset'):
-    fv[name] = copy.deepcopy(main.FLAGS[name])  # the module's own flags stay unparsed
-  fv(['prog', '--g_ema_decay=0.999', '--nouse_ema', '--preset=paper'])
-  assert fv.g_ema_decay == 0.999 and fv.use_ema is False
-  fv(['prog', '--use_ema=true'])
-  assert fv.use_ema is True
-  assert 'g_ema_decay' in main._FIELDS['optim']
+  # In a subprocess: main's absl flags are module-level, and another test module's
+  # command-line module (input_benchmark) defines flags of the same names.
+  code = """
+import copy
+from absl import flags as absl_flags
+from stargan_jax import main
+fv = absl_flags.FlagValues()
+for name in ('g_ema_decay', 'use_ema', 'preset'):
+  fv[name] = copy.deepcopy(main.FLAGS[name])  # the module's own flags stay unparsed
+fv(['prog', '--g_ema_decay=0.999', '--nouse_ema', '--preset=paper'])
+assert fv.g_ema_decay == 0.999 and fv.use_ema is False
+fv(['prog', '--use_ema=true'])
+assert fv.use_ema is True
+assert 'g_ema_decay' in main._FIELDS['optim']
+print('ok')
+"""
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, JAX_PLATFORMS='cpu'))
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.strip().endswith('ok')
 
 
 # -- training, checkpoints, resume ----------------------------------------------
