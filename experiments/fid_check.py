@@ -16,6 +16,10 @@
   ``--batch_size``, and of the TorchScript network with torch on the CPU, in
   the same run (``--speed_batches`` timed batches after one warm-up).
 
+* **Memory** (``--memory_check=N``, nothing else run): the protocol's figures for one
+  domain of N translations against N real training images (random features), with
+  the process's peak memory above its start.
+
 Prints one JSON object (and writes it to ``--out`` if given).
 """
 
@@ -53,6 +57,22 @@ def _cpu_kind() -> str:
   return f'{model}, {"AVX-512" if "avx512f" in text else "AVX2, no AVX-512"}, {os.cpu_count()} cores'
 
 
+def _memory_check(n: int) -> dict:
+  import resource
+  base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  rng = np.random.default_rng(0)
+  fake = rng.normal(size=(n, inception.FEATURE_DIM)).astype(np.float32)
+  train = rng.normal(size=(n, inception.FEATURE_DIM)).astype(np.float32)
+  test = rng.normal(size=(min(n, 2000), inception.FEATURE_DIM)).astype(np.float32)
+  held = (fake.nbytes + train.nbytes + test.nbytes) / 2 ** 20
+  t = time.time()
+  entry = fid._pair(fake, train, test, seed=0)
+  peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024  # KiB on Linux
+  return {'images_per_set': n, 'features_held_mb': held, 'peak_rss_above_start_mb': peak,
+          'working_memory_mb': peak - held, 'seconds': time.time() - t,
+          'fid': entry['fid'], 'floor': entry['floor']}
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(prog='python -m experiments.fid_check', description=__doc__.split(
       '\n\n')[0])
@@ -65,7 +85,12 @@ def main(argv=None) -> int:
   p.add_argument('--inception_weights', default=None)
   p.add_argument('--skip_reference', action='store_true', help='Only our FID and speed.')
   p.add_argument('--out', default=None, help='Also write the JSON here.')
+  p.add_argument('--memory_check', type=int, default=0,
+                 help='Only measure the memory of comparing N with N features.')
   args = p.parse_args(argv)
+  if args.memory_check:
+    print(json.dumps(_memory_check(args.memory_check), indent=2))
+    return 0
   try:
     d = input_pipeline.open_dataset(args.dataset, os.path.expanduser(args.data_dir),
                                     args.image_size)
