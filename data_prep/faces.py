@@ -15,8 +15,6 @@ for the drawing and its pixel readers.
 
 from __future__ import annotations
 
-import dataclasses
-
 import tensorflow_datasets as tfds
 
 from data_prep import procedural
@@ -25,19 +23,11 @@ from stargan_jax import faces
 KINDS = ('attributes', 'expressions')
 
 
-@dataclasses.dataclass
-class FacesConfig(tfds.core.BuilderConfig):
-  kind: str = 'attributes'
-  image_size: int = 32
-  num_train: int = 8000
-  num_test: int = 500
-  seed: int = 0
-
-
 def make_config(kind: str = 'attributes', image_size: int = 32, num_train: int = 8000,
-                num_test: int = 500, seed: int = 0) -> FacesConfig:
-  return procedural.checked_config(FacesConfig, 'faces', KINDS, kind, image_size, num_train,
-                                   num_test, seed)
+                num_test: int = 500, seed: int = 0) -> procedural.ProceduralConfig:
+  # The same config fields as the procedural datasets; the builder's name keeps them apart.
+  return procedural.checked_config(procedural.ProceduralConfig, 'faces', KINDS, kind,
+                                   image_size, num_train, num_test, seed)
 
 
 class Faces(procedural.DrawnDataset):
