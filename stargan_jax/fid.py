@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 from typing import Callable
 
@@ -424,8 +423,3 @@ def markdown_lines(result: dict) -> list[str]:
             f'{"" if "translations" not in r else " (" + str(r["translations"]) + ")"} |')
       lines.append('')
   return lines
-
-
-def dump(result: dict, path: str) -> None:
-  with open(path, 'w') as f:
-    json.dump(result, f, indent=2)
