@@ -1,9 +1,12 @@
 """Training configuration: a tree of named, commented fields.
 
-``default_config()`` is the built-in demo (the quick start); the paper's
-CelebA and RaFD settings are ``celeba_config()`` and ``rafd_config()``. Flags
-in ``main.py`` override fields. A config never enters traced code: the step
-functions bind the scalars they need once.
+Presets (``PRESETS``, ``main.py --preset``): ``default_config()`` is the
+built-in demo (the quick start), ``joint_demo_config()`` the built-in pair
+trained jointly, ``paper_config(dataset)`` the paper's CelebA / RaFD setting,
+and ``tiny_config()`` the smallest model that runs every code path (tests,
+examples). Flags in ``main.py`` override fields; ``Config.from_dict`` builds
+one from nested values (a checkpoint's meta, or a few overrides). A config
+never enters traced code: the step functions bind the scalars they need once.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ class ModelConfig:
   g_repeat_num: int = 6  # residual blocks in G
   d_repeat_num: int = 6  # strided convs in D; image_size must be a multiple of 2**d_repeat_num
   dtype: str = 'float32'  # compute dtype: float32 or bfloat16 (params stay float32)
+  # How convolutions are computed (the same parameters and numbers to float
+  # rounding): 'auto' picks per platform and CPU kind (stargan_jax.models.conv),
+  # 'xla' is XLA's own convolution everywhere; other names force one form.
+  conv_impl: str = 'auto'
 
 
 @dataclasses.dataclass
@@ -88,6 +95,25 @@ class Config:
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
 
+  @classmethod
+  def from_dict(cls, d: dict | None = None, base: 'Config | None' = None) -> 'Config':
+    """A ``Config`` from nested values, e.g. ``Config.to_dict()`` as stored in checkpoint meta.
+
+    Fields not given keep ``base``'s values (default: the dataclass
+    defaults), so ``Config.from_dict({'model': {'g_conv_dim': 8}},
+    default_config())`` overrides one field. Unknown fields (from a newer
+    version) are ignored; lists become tuples.
+    """
+    base = base or cls()
+    groups = {}
+    for f in dataclasses.fields(cls):
+      sub = getattr(base, f.name)
+      names = {g.name for g in dataclasses.fields(sub)}
+      values = {k: tuple(v) if isinstance(v, list) else v
+                for k, v in ((d or {}).get(f.name) or {}).items() if k in names}
+      groups[f.name] = dataclasses.replace(sub, **values)
+    return cls(**groups)
+
 
 def paper_config(dataset: str = 'celeba') -> Config:
   """The paper's setting: 128 px, conv_dim 64, batch 16, 200k iterations."""
@@ -139,4 +165,30 @@ def joint_demo_config() -> Config:
   return cfg
 
 
-PRESETS = {'demo': default_config, 'joint': joint_demo_config, 'paper': paper_config}
+def tiny_config(data_dir: str = '~/tensorflow_datasets', datasets=('procedural',),
+                num_iters: int = 6) -> Config:
+  """The demo's settings with the smallest networks and batches that run every code path.
+
+  For tests and examples: G conv_dim 8 with one residual block, D conv_dim 8
+  (5 strided convs, a 1x1 critic output at 32 px), batch 4, a G step every 2
+  D steps, a sample grid and a checkpoint at the end, no final evaluation.
+  """
+  cfg = default_config()
+  cfg.data.datasets = tuple(datasets)
+  cfg.data.data_dir = data_dir
+  cfg.data.batch_size = 4
+  cfg.data.num_threads = 2
+  cfg.model = ModelConfig(g_conv_dim=8, d_conv_dim=8, g_repeat_num=1, d_repeat_num=5)
+  cfg.optim.num_iters = num_iters
+  cfg.optim.num_iters_decay = num_iters // 2
+  cfg.optim.n_critic = 2
+  cfg.run.log_every = 2
+  cfg.run.sample_every = num_iters
+  cfg.run.checkpoint_every = num_iters
+  cfg.run.num_samples = 2
+  cfg.run.eval_at_end = False
+  return cfg
+
+
+PRESETS = {'demo': default_config, 'joint': joint_demo_config, 'paper': paper_config,
+           'tiny': tiny_config}

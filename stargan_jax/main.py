@@ -36,6 +36,9 @@ F.DEFINE_integer('d_conv_dim', None, 'Channels of D\'s first conv.')
 F.DEFINE_integer('g_repeat_num', None, 'Residual blocks in G.')
 F.DEFINE_integer('d_repeat_num', None, 'Strided convs in D.')
 F.DEFINE_enum('dtype', None, ['float32', 'bfloat16'], 'Compute dtype (params stay float32).')
+F.DEFINE_string('conv_impl', None, 'How convolutions are computed: auto (default: the form '
+                'measured fastest for this platform and CPU kind), xla (XLA\'s own), or a named '
+                'form (stargan_jax.models.conv).')
 # optimisation
 F.DEFINE_integer('num_iters', None, 'Training iterations (one D step each).')
 F.DEFINE_integer('num_iters_decay', None, 'Iterations over which the lr decays, at the end.')
@@ -75,7 +78,7 @@ FLAGS = flags.FLAGS
 
 _FIELDS = {
     'data': ('data_dir', 'manual_dir', 'image_size', 'batch_size', 'num_threads'),
-    'model': ('g_conv_dim', 'd_conv_dim', 'g_repeat_num', 'd_repeat_num', 'dtype'),
+    'model': ('g_conv_dim', 'd_conv_dim', 'g_repeat_num', 'd_repeat_num', 'dtype', 'conv_impl'),
     'optim': ('num_iters', 'num_iters_decay', 'lr_schedule', 'g_lr', 'd_lr', 'beta1', 'beta2',
               'n_critic', 'g_ema_decay'),
     'loss': ('lambda_cls', 'lambda_rec', 'lambda_gp', 'lambda_id'),

@@ -35,22 +35,7 @@ def data_dir(tmp_path_factory):
 
 
 def tiny_config(data_dir: str, datasets=('procedural',), num_iters: int = 6) -> config_lib.Config:
-  cfg = config_lib.default_config()
-  cfg.data.datasets = tuple(datasets)
-  cfg.data.data_dir = data_dir
-  cfg.data.image_size = 32
-  cfg.data.batch_size = 4
-  cfg.data.num_threads = 2
-  cfg.model = config_lib.ModelConfig(g_conv_dim=8, d_conv_dim=8, g_repeat_num=1, d_repeat_num=5)
-  cfg.optim.num_iters = num_iters
-  cfg.optim.num_iters_decay = num_iters // 2
-  cfg.optim.n_critic = 2
-  cfg.run.log_every = 2
-  cfg.run.sample_every = num_iters
-  cfg.run.checkpoint_every = num_iters
-  cfg.run.num_samples = 2
-  cfg.run.eval_at_end = False
-  return cfg
+  return config_lib.tiny_config(data_dir, datasets, num_iters)
 
 
 @pytest.fixture

@@ -1,0 +1,123 @@
+"""The one entry wrapper of every command-line tool (absl flags).
+
+Each tool declares its flags at module level, as the Flax examples do, but in
+its own ``flags.FlagValues`` (``FLAGS = cli.flag_values()``) rather than in
+absl's global registry, so the tools share flag names (``--workdir``,
+``--out``, ``--datasets``, ``--batch_size``) without colliding when several
+are imported in one process (the tests, a notebook). The tool's module ends
+with::
+
+  @cli.command(FLAGS, 'python -m stargan_jax.tool')
+  def main(args):        # args: the positional arguments left after the flags
+    ...                  # reads FLAGS.workdir etc.; raises cli.UserError
+
+  if __name__ == '__main__':
+    sys.exit(main())
+
+and ``main(['--workdir=runs/demo'])`` may be called in-process: it parses
+the list, runs, and returns the exit status.
+
+Errors: a user's mistake (a bad flag value, a missing file, a checkpoint that
+does not fit) raises ``UserError`` (or a subclass) and prints one line,
+``error: ...``, naming the flag or file, with exit status 2; unknown and
+malformed flags are reported the same way. Anything else is a bug and keeps
+its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging as std_logging
+import sys
+from typing import Callable, Sequence
+
+from absl import flags
+from absl import logging
+
+
+class UserError(Exception):
+  """A mistake in what the user gave (flag, file, data): one ``error:`` line, exit 2."""
+
+
+def flag_values() -> flags.FlagValues:
+  """A tool's own flag registry, with absl's logging flags (``--verbosity``) added."""
+  fv = flags.FlagValues()
+  for name in ('verbosity', 'logtostderr', 'alsologtostderr'):
+    if name in flags.FLAGS:
+      fv[name] = flags.FLAGS[name]  # the same Flag object: setting it sets absl's
+  return fv
+
+
+def require(condition: bool, message: str) -> None:
+  """Raises ``UserError(message)`` unless ``condition``: flag checks in one line each."""
+  if not condition:
+    raise UserError(message)
+
+
+class _OrbaxMetadataFilter(std_logging.Filter):
+  # Orbax warns on every restore of a checkpoint item that has no metadata
+  # file; our items are written by Orbax itself and restore exactly (tested),
+  # so the line only alarms users.
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return 'Metadata file does not exist' not in record.getMessage()
+
+
+def quiet_libraries() -> None:
+  """Only warnings from absl-logging libraries (Orbax, TFDS log every file at INFO)."""
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+  handler = logging.get_absl_handler()
+  if not any(isinstance(f, _OrbaxMetadataFilter) for f in handler.filters):
+    handler.addFilter(_OrbaxMetadataFilter())
+  std_logging.getLogger().addFilter(_OrbaxMetadataFilter())
+
+
+def parse(fv: flags.FlagValues, argv: Sequence[str], prog: str = '') -> list[str]:
+  """Parses ``argv`` (without the program name) into ``fv``; returns the positionals.
+
+  Every call starts from the defaults, so in-process calls do not leak
+  values into each other. Raises ``UserError`` for unknown or bad flags.
+  """
+  fv.unparse_flags()
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()  # absl logging then stops warning about it
+  if any(a in ('-h', '--help', '-help', '--helpfull') for a in argv):
+    print(f'usage: {prog or "python -m ..."} [flags]\n\n{_help(fv)}')
+    raise SystemExit(0)
+  try:
+    rest = fv([prog or 'prog', *argv])
+  except flags.Error as e:
+    raise UserError(str(e)) from None
+  return rest[1:]
+
+
+def _help(fv: flags.FlagValues) -> str:
+  lines = []
+  for name in sorted(fv):
+    flag = fv[name]
+    if name != flag.name or name in ('verbosity', 'logtostderr', 'alsologtostderr'):
+      continue
+    default = '' if flag.default is None else f' (default: {flag.default_as_str})'
+    lines.append(f'  --{name}: {flag.help}{default}')
+  return '\n'.join(lines)
+
+
+def command(fv: flags.FlagValues, prog: str):
+  """Decorates a tool's ``body(args) -> int | None`` into ``main(argv=None) -> int``.
+
+  ``main`` parses ``argv`` (default ``sys.argv[1:]``) into ``fv``, calls the
+  body with the positional arguments left over, and turns a ``UserError``
+  into one ``error: ...`` line on stderr and status 2.
+  """
+  def wrap(body: Callable[[list[str]], int | None]) -> Callable[..., int]:
+    @functools.wraps(body)
+    def main(argv: Sequence[str] | None = None) -> int:
+      try:
+        rest = parse(fv, sys.argv[1:] if argv is None else list(argv), prog)
+        status = body(rest)
+      except UserError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+      return 0 if status is None else int(status)
+    return main
+  return wrap
