@@ -32,7 +32,7 @@ from experiments import common
 from stargan_jax import evaluate
 from stargan_jax import input_pipeline
 from stargan_jax import labels as labels_lib
-from stargan_jax import pixel_eval
+from stargan_jax.evaluation import pixels
 from stargan_jax import procedural
 
 ROLES = (
@@ -117,7 +117,7 @@ def _changed_columns(changed, hair_idx, n):
 def _reads(spec, x_fake, c_trg, per_image, classifier):
   """Per image: every changed attribute read as its target (None when nothing can read)."""
   if _pixel_readable(spec):
-    readers = pixel_eval.READERS[spec.dataset]
+    readers = pixels.READERS[spec.dataset]
     read = np.stack([readers.read(img) for img in x_fake])
     read = read[:, [readers.names.index(n) for n in spec.names]]
   elif classifier is not None:
@@ -129,7 +129,7 @@ def _reads(spec, x_fake, c_trg, per_image, classifier):
 
 def _pixel_readable(spec: labels_lib.DomainSpec) -> bool:
   """A built-in attribute dataset (procedural, faces): pixel readers, no classifier."""
-  return spec.dataset in pixel_eval.READERS and not pixel_eval.READERS[spec.dataset].categorical
+  return spec.dataset in pixels.READERS and not pixels.READERS[spec.dataset].categorical
 
 
 def run(argv=None) -> dict:
@@ -184,7 +184,7 @@ def run(argv=None) -> dict:
       else:
         s['reached'] += int(ok.sum())
       if _pixel_readable(spec):
-        s['content'] += sum(pixel_eval.content_preserved(spec.dataset, spec.dataset, a, f)
+        s['content'] += sum(pixels.content_preserved(spec.dataset, spec.dataset, a, f)
                             for a, f in zip(x, x_fake))
       s['change'] += float(np.abs(x_fake - x).mean(axis=(1, 2, 3)).sum())
       s['n'] += x.shape[0]

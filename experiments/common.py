@@ -130,7 +130,7 @@ def write_json(obj: dict, path: str) -> str:
 
 def find_classifier(loaded: evaluate.LoadedModel, dataset: int, classifier_dir: str | None):
   """The domain classifier ``evaluate`` saved for this dataset, if there is one."""
-  from stargan_jax import classifier as classifier_lib
+  from stargan_jax.evaluation import classifier as classifier_lib
   spec = loaded.layout.specs[dataset]
   root = classifier_dir or os.path.join(loaded.run_dir, 'classifier')
   return classifier_lib.load(os.path.join(root, f'{spec.dataset}_{loaded.image_size}px'), spec,

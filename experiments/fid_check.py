@@ -35,8 +35,8 @@ import time
 import jax
 import numpy as np
 
-from stargan_jax import fid
-from stargan_jax import inception
+from stargan_jax.evaluation import fid
+from stargan_jax.evaluation import inception
 from stargan_jax import input_pipeline
 
 

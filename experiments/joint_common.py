@@ -12,15 +12,15 @@ import numpy as np
 from experiments import common
 from stargan_jax import evaluate
 from stargan_jax import labels as labels_lib
-from stargan_jax import pixel_eval
+from stargan_jax.evaluation import pixels
 
 
 def make_reader(loaded: evaluate.LoadedModel, dataset: int, classifier_dir: str | None = None):
   """reader(images, c_trg, k) -> bool array: image i reads as target c_trg[i] on domain k."""
   spec = loaded.layout.specs[dataset]
-  if spec.dataset in pixel_eval.READABLE:
+  if spec.dataset in pixels.READABLE:
     def read(images, c_trg, k):
-      return np.array([pixel_eval._reads_as(spec, img, c, k)[0]
+      return np.array([pixels._reads_as(spec, img, c, k)[0]
                        for img, c in zip(np.asarray(images), np.asarray(c_trg))])
     return read
   clf = common.find_classifier(loaded, dataset, classifier_dir)
@@ -42,10 +42,10 @@ def content_kept(spec: labels_lib.DomainSpec, x, y, target: str | None = None) -
 
   Built-in datasets only; ``target`` defaults to the source's own dataset.
   """
-  if spec.dataset not in pixel_eval.READABLE:
+  if spec.dataset not in pixels.READABLE:
     return None
   target = target or spec.dataset
-  return np.array([pixel_eval.content_preserved(spec.dataset, target, a, b)
+  return np.array([pixels.content_preserved(spec.dataset, target, a, b)
                    for a, b in zip(np.asarray(x), np.asarray(y))])
 
 

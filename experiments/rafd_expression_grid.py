@@ -26,7 +26,7 @@ from experiments import common
 from stargan_jax import evaluate
 from stargan_jax import input_pipeline
 from stargan_jax import labels as labels_lib
-from stargan_jax import pixel_eval
+from stargan_jax.evaluation import pixels
 
 
 def run(argv=None) -> dict:
@@ -49,7 +49,7 @@ def run(argv=None) -> dict:
   j = candidates[0]
   spec = layout.specs[j]
   dataset = evaluate.open_datasets(loaded, args.data_dir)[j]
-  builtin = spec.dataset in pixel_eval.READERS and pixel_eval.READERS[spec.dataset].categorical
+  builtin = spec.dataset in pixels.READERS and pixels.READERS[spec.dataset].categorical
   classifier = None if builtin else common.find_classifier(loaded, j, args.classifier_dir)
 
   def translate(x, k):
@@ -70,10 +70,10 @@ def run(argv=None) -> dict:
     for k in range(spec.c_dim):
       x_fake = translate(x, k)
       if builtin:
-        readers = pixel_eval.READERS[spec.dataset]
+        readers = pixels.READERS[spec.dataset]
         cls = readers.names.index(spec.names[k])
         stats[k, 0] += sum(readers.read(f) == cls for f in x_fake)
-        stats[k, 1] += sum(pixel_eval.content_preserved(spec.dataset, spec.dataset, a, f)
+        stats[k, 1] += sum(pixels.content_preserved(spec.dataset, spec.dataset, a, f)
                            for a, f in zip(x, x_fake))
       elif classifier is not None:
         stats[k, 0] += int((np.argmax(classifier.logits(x_fake), axis=1) == k).sum())

@@ -15,6 +15,11 @@ intact and no partial step that ``latest_step`` would pick up.
 
 Checkpoints written before a state field existed still restore: a field the
 saved state lacks and that defaults to None (G's EMA) comes back as None.
+
+Also here: the run directory's layout (``RunDir``: what ``main.py
+--workdir=RUN`` writes where) and the meta schema (``build_meta`` /
+``check_meta``), so the trainer, the importer of PyTorch checkpoints and the
+loader of saved runs agree on both.
 """
 
 from __future__ import annotations
@@ -26,13 +31,111 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from stargan_jax import cli
+from stargan_jax import labels as labels_lib
+
 # Meta fields that must agree between a checkpoint and the config restoring it.
 _MUST_MATCH = ('image_size', 'g_dim', 'cls_dim', 'g_conv_dim', 'd_conv_dim', 'g_repeat_num',
                'd_repeat_num')
 
 
-class CheckpointMismatchError(ValueError):
-  pass
+class CheckpointMismatchError(cli.UserError, ValueError):
+  """A checkpoint that does not fit what restores it (named in the message)."""
+
+
+class CheckpointNotFoundError(cli.UserError, FileNotFoundError):
+  """No checkpoint (or not the step asked for) where the user pointed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunDir:
+  """What ``python -m stargan_jax.main --workdir=RUN`` writes, and where."""
+
+  root: str
+
+  @classmethod
+  def find(cls, path: str) -> 'RunDir':
+    """The run of ``path``: RUN itself, or its ``checkpoints/`` directory.
+
+    Raises ``CheckpointNotFoundError`` naming what was expected.
+    """
+    path = os.path.abspath(os.path.expanduser(path))
+    if os.path.isdir(os.path.join(path, 'checkpoints')):
+      return cls(path)
+    if os.path.isdir(path) and any(n.isdigit() for n in os.listdir(path)):
+      return cls(os.path.dirname(path))  # the user pointed at the checkpoints directory
+    raise CheckpointNotFoundError(
+        f'no checkpoints in {path}: expected {os.path.join(path, "checkpoints")}/<step>/ as '
+        f'written by `python -m stargan_jax.main --workdir={path}`')
+
+  @property
+  def checkpoints(self) -> str:
+    return os.path.join(self.root, 'checkpoints')
+
+  @property
+  def samples(self) -> str:  # training's sample grids
+    return os.path.join(self.root, 'samples')
+
+  @property
+  def results(self) -> str:  # --mode=test's grids of the whole test split
+    return os.path.join(self.root, 'results')
+
+  @property
+  def tensorboard(self) -> str:
+    return os.path.join(self.root, 'tensorboard')
+
+  @property
+  def classifier(self) -> str:  # the Table 3 domain classifiers, one subdirectory per dataset
+    return os.path.join(self.root, 'classifier')
+
+  def evaluation(self, step: int) -> str:
+    return os.path.join(self.root, 'evaluation', f'step_{step}')
+
+  @property
+  def pixel_accuracy(self) -> str:  # the final pixel-reader measurement of a built-in run
+    return os.path.join(self.root, 'pixel_accuracy.json')
+
+
+def build_meta(cfg, layout: labels_lib.LabelLayout) -> dict:
+  """A checkpoint's meta item (``cfg``: a ``config.Config``): what it is, without flags."""
+  return {
+      'layout': layout.to_dict(),
+      'image_size': cfg.data.image_size,
+      'g_dim': layout.g_dim,
+      'cls_dim': layout.cls_dim,
+      'g_conv_dim': cfg.model.g_conv_dim,
+      'd_conv_dim': cfg.model.d_conv_dim,
+      'g_repeat_num': cfg.model.g_repeat_num,
+      'd_repeat_num': cfg.model.d_repeat_num,
+      'seed': cfg.run.seed,
+      'config': cfg.to_dict(),
+  }
+
+
+REQUIRED_META = ('layout', 'config', 'image_size')
+
+
+def check_meta(meta: dict, where: str) -> labels_lib.LabelLayout:
+  """The label layout of a saved meta, after refusing one a loader cannot use.
+
+  Refused: a meta without the keys a loader needs (not written by this
+  project), or one whose sizes contradict its label names. The reference's
+  most common confusion is a c_dim that does not match the generator's; here
+  the label vector is rebuilt from the stored names, so the only way to
+  disagree is a meta that contradicts itself.
+  """
+  for key in REQUIRED_META:
+    if key not in meta:
+      raise CheckpointMismatchError(
+          f'checkpoint {where} has no {key!r} in its meta; it was not written by '
+          f'stargan_jax.train (meta keys: {sorted(meta)})')
+  layout = labels_lib.LabelLayout.from_dict(meta['layout'])
+  for key, value in (('g_dim', layout.g_dim), ('cls_dim', layout.cls_dim)):
+    if key in meta and meta[key] != value:
+      raise CheckpointMismatchError(
+          f'checkpoint {where}: meta says {key}={meta[key]} but its label names '
+          f'{[s.names for s in layout.specs]} give {key}={value} (c_dim mismatch)')
+  return layout
 
 
 class Checkpointer:
@@ -40,7 +143,7 @@ class Checkpointer:
   def __init__(self, directory: str, keep: int = 3, create: bool = True):
     self.directory = os.path.abspath(os.path.expanduser(directory))
     if not create and not os.path.isdir(self.directory):
-      raise FileNotFoundError(f'no checkpoint directory at {self.directory}')
+      raise CheckpointNotFoundError(f'no checkpoint directory at {self.directory}')
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=create)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
 
@@ -63,9 +166,9 @@ class Checkpointer:
     if step is None:
       step = self.latest_step()
       if step is None:
-        raise FileNotFoundError(f'no checkpoint found in {self.directory}')
+        raise CheckpointNotFoundError(f'no checkpoint found in {self.directory}')
     elif step not in self.all_steps():
-      raise FileNotFoundError(f'no checkpoint for step {step} in {self.directory}; '
+      raise CheckpointNotFoundError(f'no checkpoint for step {step} in {self.directory}; '
                               f'available steps: {self.all_steps()}')
     return step
 

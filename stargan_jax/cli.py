@@ -121,3 +121,57 @@ def command(fv: flags.FlagValues, prog: str):
       return 0 if status is None else int(status)
     return main
   return wrap
+
+
+# -- flag groups that several tools share (same names, same meaning) -------------------------
+
+def define_run_flags(fv: flags.FlagValues, workdir_help: str = 'Run directory of '
+                     'stargan_jax.main (its checkpoints/ directory is accepted too).') -> None:
+  """--workdir (required), --step, --use_ema, --data_dir: which saved run, as every tool reads it."""
+  flags.DEFINE_string('workdir', None, workdir_help, flag_values=fv)
+  flags.mark_flag_as_required('workdir', flag_values=fv)
+  flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).', flag_values=fv)
+  define_use_ema(fv)
+  flags.DEFINE_string('data_dir', None, 'TFDS data directory (default: the one the run was '
+                      'trained with).', flag_values=fv)
+
+
+def define_use_ema(fv: flags.FlagValues) -> None:
+  flags.DEFINE_bool('use_ema', True, "Translate with G's EMA when the checkpoint has one "
+                    "(trained with --g_ema_decay > 0); --use_ema=false (or --nouse_ema): the raw "
+                    "G weights.", flag_values=fv)
+
+
+def define_classifier_flags(fv: flags.FlagValues) -> None:
+  """The Table 3 domain classifier's flags (``classifier_settings`` reads them)."""
+  flags.DEFINE_string('classifier_dir', None, 'Where the classifier checkpoints live (one '
+                      'subdirectory per dataset and size); reused when present. Default: '
+                      'WORKDIR/classifier. Share one directory between runs so that they are '
+                      'judged by the same classifier.', flag_values=fv)
+  flags.DEFINE_float('classifier_epochs', 1.0, 'Epochs over the real training images.',
+                     flag_values=fv)
+  flags.DEFINE_integer('classifier_batch_size', 64, 'Classifier batch size.', flag_values=fv)
+  flags.DEFINE_integer('classifier_width', None, 'Channels of the first stage (64 = ResNet-18 '
+                       'as published). Default: 64 above 64 px, 16 at the built-in demo sizes.',
+                       flag_values=fv)
+  flags.DEFINE_float('classifier_lr', 1e-3, 'AdamW learning rate, cosine decay to 0.',
+                     flag_values=fv)
+  flags.DEFINE_integer('classifier_train_images', None, 'Train on only the first N training '
+                       'images (default: all).', flag_values=fv)
+  flags.DEFINE_bool('retrain_classifier', False, 'Train a new classifier even if one is saved.',
+                    flag_values=fv)
+
+
+def classifier_settings(fv: flags.FlagValues):
+  """``classifier.TrainSettings`` from the flags; width 0 stands for the image size's default."""
+  from stargan_jax.evaluation import classifier  # the classifier's stack only where it is used
+  require(fv.classifier_epochs > 0,
+          f'--classifier_epochs must be positive, got {fv.classifier_epochs}')
+  require(fv.classifier_batch_size > 0,
+          f'--classifier_batch_size must be positive, got {fv.classifier_batch_size}')
+  require(fv.classifier_width is None or fv.classifier_width > 0,
+          f'--classifier_width must be positive, got {fv.classifier_width}')
+  return classifier.TrainSettings(
+      epochs=fv.classifier_epochs, batch_size=fv.classifier_batch_size,
+      width=fv.classifier_width or 0, learning_rate=fv.classifier_lr,
+      max_train_images=fv.classifier_train_images)

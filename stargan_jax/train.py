@@ -28,7 +28,7 @@ from stargan_jax import input_pipeline
 from stargan_jax import labels as labels_lib
 from stargan_jax import metric_writer
 from stargan_jax import models
-from stargan_jax import pixel_eval
+from stargan_jax.evaluation import pixels
 from stargan_jax import sampling
 from stargan_jax import steps
 
@@ -290,12 +290,12 @@ class Trainer:
 
     Of G's EMA when the state has one, unless ``use_ema=False``.
     """
-    if not all(d.name in pixel_eval.READABLE for d in self.datasets):
+    if not all(d.name in pixels.READABLE for d in self.datasets):
       return None
     results = {}
     for i, d in enumerate(self.datasets):
       batches = input_pipeline.eval_batches(d, 100, limit=limit)
-      results[d.name] = pixel_eval.evaluate(self._translate_np,
+      results[d.name] = pixels.evaluate(self._translate_np,
                                             self.generator_params(state, use_ema), self.layout,
                                             batches, dataset=i)
     return results

@@ -11,7 +11,7 @@ from PIL import Image
 
 import evaluate_testdata
 from stargan_jax import checkpoint as ckpt_lib
-from stargan_jax import classifier as classifier_lib
+from stargan_jax.evaluation import classifier as classifier_lib
 from stargan_jax import evaluate
 from stargan_jax import input_pipeline
 from stargan_jax import labels as labels_lib

@@ -11,7 +11,7 @@ from data_prep import registry
 from stargan_jax import faces
 from stargan_jax import input_pipeline
 from stargan_jax import labels as labels_lib
-from stargan_jax import pixel_eval
+from stargan_jax.evaluation import pixels
 
 # Images per size for the reader tests, and the lowest rate each must reach.
 # Measured on fresh seeds: every label of all 500 (64 px) and 300 (128 px)
@@ -197,7 +197,7 @@ def test_prepared_datasets_load_through_the_input_pipeline(tiny_faces_dir):
   assert len(ds.sources['train']) == 48 and len(ds.sources['test']) == 40
   batch = next(input_pipeline.eval_batches(ds, 40))
   assert np.all(batch['label'][:, :3].sum(1) == 1)
-  assert pixel_eval.real_image_accuracy([batch], ds.spec) == 1.0
+  assert pixels.real_image_accuracy([batch], ds.spec) == 1.0
   # Deterministic from the seed: the builder draws test image i from (seed, 1, i)
   # (TFDS stores the examples in an order of its own).
   drawn = sorted((img.tobytes(), tuple(a)) for img, a in (
@@ -211,7 +211,7 @@ def test_prepared_datasets_load_through_the_input_pipeline(tiny_faces_dir):
   assert expr.spec.kind == labels_lib.CATEGORICAL
   assert expr.spec.names == faces.EXPRESSION_NAMES
   ebatch = next(input_pipeline.eval_batches(expr, 40))
-  assert pixel_eval.real_image_accuracy([ebatch], expr.spec) >= 0.95
+  assert pixels.real_image_accuracy([ebatch], expr.spec) >= 0.95
 
 
 def _oracle(content_of, draw):
@@ -238,10 +238,10 @@ def test_pixel_eval_dispatches_to_the_face_readers():
                                faces.HAIR_NAMES)
   layout = labels_lib.LabelLayout((spec,))
   batches = [{'image': x.astype(np.float32), 'label': attrs}]
-  oracle = pixel_eval.evaluate(_oracle(contents, draw), None, layout, batches)['faces']
+  oracle = pixels.evaluate(_oracle(contents, draw), None, layout, batches)['faces']
   # At 32 px a perfect re-rendering keeps its content 98% of the time (see above).
   assert oracle['target_accuracy'] == 1.0 and oracle['content_preserved'] >= 0.95
-  identity = pixel_eval.evaluate(lambda p, xx, c: xx, None, layout, batches)['faces']
+  identity = pixels.evaluate(lambda p, xx, c: xx, None, layout, batches)['faces']
   assert identity['content_preserved'] == 1.0 and identity['target_accuracy'] < 0.6
 
   labels = rng.integers(8, size=n)
@@ -251,10 +251,10 @@ def test_pixel_eval_dispatches_to_the_face_readers():
   espec = labels_lib.DomainSpec('faces_expr', faces.EXPRESSION_NAMES, labels_lib.CATEGORICAL)
   elayout = labels_lib.LabelLayout((espec,))
   ebatches = [{'image': xe.astype(np.float32), 'label': onehot}]
-  result = pixel_eval.evaluate(_oracle(contents, draw_expr), None, elayout,
+  result = pixels.evaluate(_oracle(contents, draw_expr), None, elayout,
                                ebatches)['faces_expr']
   assert result['target_accuracy'] >= 0.95 and result['content_preserved'] >= 0.95
-  assert set(pixel_eval.READABLE) >= {'procedural', 'procedural_classes', 'faces', 'faces_expr'}
+  assert set(pixels.READABLE) >= {'procedural', 'procedural_classes', 'faces', 'faces_expr'}
 
 
 def test_attribute_grid_maps_the_roles_and_reads_faces():

@@ -10,8 +10,8 @@ import pytest
 
 import evaluate_testdata
 from stargan_jax import evaluate
-from stargan_jax import fid
-from stargan_jax import inception
+from stargan_jax.evaluation import fid
+from stargan_jax.evaluation import inception
 from stargan_jax import input_pipeline
 from stargan_jax import labels as labels_lib
 

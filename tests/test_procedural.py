@@ -5,7 +5,7 @@ import pytest
 
 from stargan_jax import input_pipeline
 from stargan_jax import labels as labels_lib
-from stargan_jax import pixel_eval
+from stargan_jax.evaluation import pixels
 from stargan_jax import procedural
 
 
@@ -78,12 +78,12 @@ def test_prepared_dataset_is_deterministic_and_balanced(data_dir):
   labels = batch['label']
   assert np.all(labels[:, :3].sum(1) == 1)  # exactly one hue
   assert 0.4 < labels[:, 3].mean() < 0.6 and 0.4 < labels[:, 4].mean() < 0.6
-  assert pixel_eval.real_image_accuracy([batch], ds.spec) == 1.0
+  assert pixels.real_image_accuracy([batch], ds.spec) == 1.0
   assert float(batch['image'].min()) >= -1.0 and float(batch['image'].max()) <= 1.0
   classes = input_pipeline.open_dataset('procedural_classes', data_dir, 32)
   assert classes.spec.kind == labels_lib.CATEGORICAL and classes.spec.c_dim == 4
   cbatch = next(input_pipeline.eval_batches(classes, 200))
-  assert pixel_eval.real_image_accuracy([cbatch], classes.spec) == 1.0
+  assert pixels.real_image_accuracy([cbatch], classes.spec) == 1.0
 
 
 def test_train_iterator_resumes_exactly_and_flips(data_dir):
@@ -120,7 +120,7 @@ def test_pixel_eval_of_identity_and_oracle_translators(data_dir):
   ds = input_pipeline.open_dataset('procedural', data_dir, 32)
   layout = labels_lib.LabelLayout((ds.spec,))
   batches = list(input_pipeline.eval_batches(ds, 50, limit=50))
-  identity = pixel_eval.evaluate(lambda p, x, c: x, None, layout, batches)['procedural']
+  identity = pixels.evaluate(lambda p, x, c: x, None, layout, batches)['procedural']
   # The identity keeps content but reaches only targets the image already has.
   assert identity['content_preserved'] == 1.0
   assert identity['target_accuracy'] < 0.5
@@ -144,5 +144,5 @@ def test_pixel_eval_of_identity_and_oracle_translators(data_dir):
       out.append(recoloured.astype(np.float32) / 127.5 - 1)
     return np.stack(out)
 
-  result = pixel_eval.evaluate(oracle, None, layout, batches)['procedural']
+  result = pixels.evaluate(oracle, None, layout, batches)['procedural']
   assert result['target_accuracy'] > 0.95 and result['success'] > 0.9

@@ -56,6 +56,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stargan_jax import batching
+
 FEATURE_DIM = 2048
 INPUT_SIZE = 299
 BN_EPS = 1e-3
@@ -571,8 +573,6 @@ class FeatureExtractor:
     out = np.empty((n, FEATURE_DIM), np.float32)
     for start in range(0, n, self.batch_size):
       chunk = images[start:start + self.batch_size].astype(np.float32)
-      m = chunk.shape[0]
-      if m < self.batch_size:  # one compiled shape for every batch
-        chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.batch_size - m, 0)], 0)
-      out[start:start + m] = np.asarray(self._fn(self.params, chunk))[:m]
+      out[start:start + chunk.shape[0]] = batching.apply_padded(
+          lambda xx: np.asarray(self._fn(self.params, xx)), self.batch_size, chunk)
     return out

@@ -129,3 +129,30 @@ def real_image_accuracy(batches, spec: labels_lib.DomainSpec) -> float:
         right += all(read[readers.names.index(nm)] == lab[k] for k, nm in enumerate(spec.names))
       n += 1
   return right / max(n, 1)
+
+
+def readable(layout: labels_lib.LabelLayout) -> bool:
+  """Whether every dataset of ``layout`` has pixel readers (the built-in datasets)."""
+  return all(s.dataset in READABLE for s in layout.specs)
+
+
+def translation_accuracy(translate_fn, g_params, layout: labels_lib.LabelLayout, datasets,
+                         limit: int | None = None, with_real: bool = False) -> dict | None:
+  """``evaluate`` of every dataset's test split (``input_pipeline.Dataset``s, in layout order).
+
+  Returns {source dataset: {target dataset: rates}}, or None when a dataset
+  has no readers. ``with_real`` wraps each source's entry as
+  {'real_image_accuracy': readers on its real test images, 'translations': ...}.
+  """
+  from stargan_jax import input_pipeline  # the data stack only where data is read
+  if not readable(layout):
+    return None
+  out = {}
+  for i, d in enumerate(datasets):
+    acc = evaluate(translate_fn, g_params, layout,
+                   input_pipeline.eval_batches(d, 100, limit=limit), dataset=i)
+    if with_real:
+      real = real_image_accuracy(input_pipeline.eval_batches(d, 100, limit=limit), d.spec)
+      acc = {'real_image_accuracy': real, 'translations': acc}
+    out[d.name] = acc
+  return out

@@ -10,7 +10,8 @@ model is judged by the same classifier.
 
 Output heads follow the labels: one sigmoid logit per attribute (multi-label,
 a translation reads as an attribute when its logit is > 0), or one softmax
-logit per class (categorical, the argmax).
+logit per class (categorical, the argmax). ``translation_metrics`` is the
+protocol itself: the error of translated test images per target domain.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import numpy as np
 import optax
 from flax import linen as nn
 
+from stargan_jax import batching
 from stargan_jax import checkpoint as ckpt_lib
 from stargan_jax import input_pipeline
 from stargan_jax import labels as labels_lib
@@ -367,3 +369,79 @@ def load_or_train(directory: str, dataset: input_pipeline.Dataset, settings: Tra
 def count_params(variables) -> int:
   return sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(variables['params']))
 
+
+# -- the protocol: translated test images, judged ----------------------------------
+
+RULE_CATEGORICAL = 'correct when the classifier\'s argmax is the target class'
+RULE_ATTRIBUTES = ('correct when the classifier reads the changed attribute (the column\'s hair '
+                   'colour set, or the flipped attribute) as its target value (logit > 0 means 1)')
+
+
+
+def _target_sets(layout: labels_lib.LabelLayout, source: int, c_org: np.ndarray):
+  """[(target dataset j, [c_trg per domain])], as in the test grids."""
+  out = []
+  for j, spec in enumerate(layout.specs):
+    own = c_org if j == source else np.zeros((c_org.shape[0], spec.c_dim), np.float32)
+    out.append((j, spec.test_targets(own)))
+  return out
+
+
+def translation_metrics(translate_fn, g_params, layout: labels_lib.LabelLayout, datasets,
+                        classifiers: dict, batch_size: int = 50,
+                        limit: int | None = None) -> tuple[dict, dict]:
+  """Table 3: classification error of translated test images, and the L1 cycle error.
+
+  ``translate_fn(g_params, x, c)`` is G (numpy in and out), ``datasets`` the
+  test datasets in layout order, ``classifiers`` maps a target dataset index
+  to its ``DomainClassifier``. Returns (translation, reconstruction):
+  translation[source][target] and reconstruction[source] (reconstruction
+  only for a dataset's own domains, as in training).
+  """
+
+  def translate(x, c):
+    return batching.apply_padded(lambda xx, cc: translate_fn(g_params, xx, cc), batch_size,
+                                  x, c)
+
+  translation, reconstruction = {}, {}
+  for src, d in enumerate(datasets):
+    counts = {j: np.zeros((s.c_dim, 3)) for j, s in enumerate(layout.specs)}  # wrong, all-wrong, n
+    rec = np.zeros((layout.specs[src].c_dim, 2))  # sum of per-image L1, n
+    for batch in input_pipeline.eval_batches(d, batch_size, limit=limit):
+      x, c_org = batch['image'], np.asarray(batch['label'], np.float32)
+      g_org = layout.embed(src, c_org)
+      for j, targets in _target_sets(layout, src, c_org):
+        spec, clf = layout.specs[j], classifiers[j]
+        for k, c_trg in enumerate(targets):
+          x_fake = translate(x, layout.embed(j, c_trg))
+          read = batching.apply_padded(clf.predict, batch_size, x_fake)
+          if spec.kind == labels_lib.CATEGORICAL:
+            wrong = read[:, k] != 1.0
+            all_wrong = wrong
+          else:
+            wrong = read[:, k] != c_trg[:, k]
+            all_wrong = np.any(read != c_trg, axis=1)
+          counts[j][k] += (wrong.sum(), all_wrong.sum(), x.shape[0])
+          if j == src:
+            x_rec = translate(x_fake, g_org)
+            rec[k] += (np.abs(x - x_rec).mean(axis=(1, 2, 3)).sum(), x.shape[0])
+    src_name = layout.specs[src].dataset
+    translation[src_name] = {}
+    for j, c in counts.items():
+      spec = layout.specs[j]
+      entry = {
+          'rule': RULE_CATEGORICAL if spec.kind == labels_lib.CATEGORICAL else RULE_ATTRIBUTES,
+          'error': float(c[:, 0].sum() / max(c[:, 2].sum(), 1)),
+          'per_domain': {n: float(c[k, 0] / max(c[k, 2], 1)) for k, n in enumerate(spec.names)},
+          'translations': int(c[:, 2].sum()),
+      }
+      if spec.kind == labels_lib.ATTRIBUTES:
+        entry['all_attributes_error'] = float(c[:, 1].sum() / max(c[:, 2].sum(), 1))
+      translation[src_name][spec.dataset] = entry
+    reconstruction[src_name] = {
+        'l1': float(rec[:, 0].sum() / max(rec[:, 1].sum(), 1)),
+        'per_domain': {n: float(rec[k, 0] / max(rec[k, 1], 1))
+                       for k, n in enumerate(layout.specs[src].names)},
+        'images': int(rec[0, 1]),
+    }
+  return translation, reconstruction

@@ -35,6 +35,7 @@ from typing import Callable
 
 import numpy as np
 
+from stargan_jax import batching
 from stargan_jax import labels as labels_lib
 
 KID_SUBSETS = 100
@@ -345,9 +346,10 @@ def evaluate(translate_fn, g_params, layout: labels_lib.LabelLayout, datasets, e
           rows = np.flatnonzero(rows)[:fid_samples - counts[(j, q)]]
           if rows.size == 0:
             continue
-          out = translate_fn(g_params, _pad(x[rows], batch_size),
-                             _pad(layout.embed(j, c_trg[rows]), batch_size))
-          fakes[(j, q)].append(extractor(to_pixels(np.asarray(out)[:rows.size])))
+          rows_up = -(-rows.size // batch_size) * batch_size  # a multiple: few compiled shapes
+          out = batching.apply_padded(lambda xx, cc: np.asarray(translate_fn(g_params, xx, cc)),
+                                      rows_up, x[rows], layout.embed(j, c_trg[rows]))
+          fakes[(j, q)].append(extractor(to_pixels(out)))
           counts[(j, q)] += rows.size
     per_target = {}
     for j, spec in enumerate(layout.specs):
@@ -371,55 +373,3 @@ def evaluate(translate_fn, g_params, layout: labels_lib.LabelLayout, datasets, e
       }
     result[d.name] = per_target
   return result
-
-
-def _pad(a: np.ndarray, batch: int) -> np.ndarray:
-  """Rows padded by repeating the last to a multiple of ``batch`` (few compiled shapes)."""
-  n = a.shape[0]
-  m = -(-n // batch) * batch
-  return a if m == n else np.concatenate([a, np.repeat(a[-1:], m - n, axis=0)], axis=0)
-
-
-def summary_lines(result: dict) -> list[str]:
-  lines = []
-  for src, per_trg in result.items():
-    for trg, e in per_trg.items():
-      m, a = e['mean'], e['all']
-      if m['fid'] is None:
-        lines.append(f'FID {src} -> {trg}: not enough images')
-        continue
-      lines.append(
-          f'FID {src} -> {trg} domains: mean over domains {m["fid"]:.2f} (floor '
-          f'{m["floor"]:.2f}, {m.get("fid_over_floor", float("nan")):.2f}x), KID x 1000 '
-          f'{1000 * m["kid"]:.2f} (floor {1000 * m["kid_floor"]:.2f}); all translations '
-          f'{_f(a.get("fid"))} at n={a.get("n")} (floor {_f(a.get("floor"))})')
-  return lines
-
-
-def _f(x) -> str:
-  return '-' if x is None else f'{x:.2f}'
-
-
-def markdown_lines(result: dict) -> list[str]:
-  lines = ['## Realism: FID and KID (Inception pool features)', '',
-           'Per target domain: *real* = its training images, *fake* = test images translated '
-           'into it; the floor is the domain\'s real test images against the same training '
-           'images, at the same count n. KID x 1000.', '']
-  for src, per_trg in result.items():
-    for trg, e in per_trg.items():
-      lines += [f'### {src} test images -> {trg} domains', '',
-                '| domain | n | FID | floor | FID / floor | KID | KID floor | FID, all translations (count) |',
-                '|---|---|---|---|---|---|---|---|']
-      rows = list(e['domains'].items()) + [('**mean**', e['mean']), ('**all domains**', e['all'])]
-      for name, r in rows:
-        ratio = r.get('fid_over_floor')
-        kid_v, kid_f = r.get('kid'), r.get('kid_floor')
-        lines.append(
-            f'| {name} | {r.get("n", "")} | {_f(r.get("fid"))} | {_f(r.get("floor"))} | '
-            f'{"-" if ratio is None else f"{ratio:.2f}x"} | '
-            f'{"-" if kid_v is None else f"{1000 * kid_v:.2f}"} | '
-            f'{"-" if kid_f is None else f"{1000 * kid_f:.2f}"} | '
-            f'{_f(r.get("fid_all_translations"))}'
-            f'{"" if "translations" not in r else " (" + str(r["translations"]) + ")"} |')
-      lines.append('')
-  return lines
