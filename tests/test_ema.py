@@ -2,8 +2,6 @@
 
 import os
 import shutil
-import subprocess
-import sys
 from typing import Any
 
 import flax
@@ -13,15 +11,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from stargan_jax import batching
 from stargan_jax import checkpoint as ckpt_lib
+from stargan_jax import cli
 from stargan_jax import config as config_lib
 from stargan_jax import evaluate
+from stargan_jax import inference
 from stargan_jax import labels
 from stargan_jax import procedural
 from stargan_jax import sampling
 from stargan_jax import steps
 from stargan_jax import train
 from stargan_jax import translate
+from stargan_jax.evaluation import protocol
 
 SPEC = labels.DomainSpec('procedural', ('Red', 'Green', 'Blue', 'Frame', 'Dark'),
                          exclusive=('Red', 'Green', 'Blue'))
@@ -147,26 +149,14 @@ def test_ema_is_off_by_default_and_in_the_paper_preset():
 
 
 def test_main_flags_set_the_decay_and_the_weights():
-  # In a subprocess: main's absl flags are module-level, and another test module's
-  # command-line module (input_benchmark) defines flags of the same names.
-  code = """
-import copy
-from absl import flags as absl_flags
-from stargan_jax import main
-fv = absl_flags.FlagValues()
-for name in ('g_ema_decay', 'use_ema', 'preset'):
-  fv[name] = copy.deepcopy(main.FLAGS[name])  # the module's own flags stay unparsed
-fv(['prog', '--g_ema_decay=0.999', '--nouse_ema', '--preset=paper'])
-assert fv.g_ema_decay == 0.999 and fv.use_ema is False
-fv(['prog', '--use_ema=true'])
-assert fv.use_ema is True
-assert 'g_ema_decay' in main._FIELDS['optim']
-print('ok')
-"""
-  out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300,
-                       env=dict(os.environ, JAX_PLATFORMS='cpu'))
-  assert out.returncode == 0, out.stderr[-2000:]
-  assert out.stdout.strip().endswith('ok')
+  # In-process: every tool's flags live in its own FlagValues (stargan_jax.cli).
+  from stargan_jax import main
+  cli.parse(main.FLAGS, ['--workdir=w', '--g_ema_decay=0.999', '--nouse_ema', '--preset=paper'])
+  assert main.FLAGS.g_ema_decay == 0.999 and main.FLAGS.use_ema is False
+  assert main.config_from_flags().optim.g_ema_decay == 0.999
+  cli.parse(main.FLAGS, ['--workdir=w', '--use_ema=true'])
+  assert main.FLAGS.use_ema is True
+  assert 'g_ema_decay' in main._FIELDS['optim']
 
 
 # -- training, checkpoints, resume ----------------------------------------------
@@ -199,7 +189,7 @@ def test_old_checkpoint_without_ema_loads_and_resumes(ema_run, make_tiny_config,
   assert not any(k[0] == 'g_ema_params' for k in ck.saved_shapes())
   ck.close()
 
-  loaded = evaluate.load_model(str(old_dir))
+  loaded = inference.load_model(str(old_dir))
   assert loaded.g_ema_params is None and loaded.generator_weights == 'raw'
   assert loaded.generator_params is loaded.g_params and _same(loaded.g_params, s.g_params)
   # Restored by a config without the EMA: the state as saved.
@@ -217,7 +207,7 @@ def test_old_checkpoint_without_ema_loads_and_resumes(ema_run, make_tiny_config,
   trainer.checkpointer.close()
   assert int(after.step) == ITERS and after.g_ema_params is not None
   assert not _same(after.g_ema_params, after.g_params)
-  assert evaluate.load_model(str(old_dir)).generator_weights == 'ema'
+  assert inference.load_model(str(old_dir)).generator_weights == 'ema'
 
 
 def test_ema_checkpoint_restored_with_ema_off(ema_run, make_tiny_config):
@@ -234,31 +224,36 @@ def test_ema_checkpoint_restored_with_ema_off(ema_run, make_tiny_config):
 
 def test_loader_uses_ema_by_default_and_raw_on_request(ema_run):
   workdir, state = ema_run
-  loaded = evaluate.load_model(workdir)
+  loaded = inference.load_model(workdir)
   assert _same(loaded.g_ema_params, state.g_ema_params) and _same(loaded.g_params,
                                                                    state.g_params)
   assert loaded.generator_weights == 'ema' and loaded.generator_params is loaded.g_ema_params
-  raw = evaluate.load_model(workdir, use_ema=False)
+  raw = inference.load_model(workdir, use_ema=False)
   assert raw.generator_weights == 'raw' and raw.generator_params is raw.g_params
   assert raw.g_ema_params is not None  # still exposed, just not used
-  _, g, _, meta = evaluate.load_generator(workdir)
+  _, g, _, meta = inference.load_generator(workdir)
   assert _same(g, state.g_ema_params) and meta['generator_weights'] == 'ema'
-  _, g, _, meta = evaluate.load_generator(workdir, use_ema=False)
+  _, g, _, meta = inference.load_generator(workdir, use_ema=False)
   assert _same(g, state.g_params) and meta['generator_weights'] == 'raw'
+
+
+def _parsed(tool, argv):
+  cli.parse(tool.FLAGS, argv)
+  return tool.FLAGS
 
 
 def test_weights_flags_parse_the_same_everywhere():
   base = ['--workdir=w']
-  p = evaluate.build_parser()
-  assert evaluate.settings_from_args(p.parse_args(base)).use_ema is True
-  assert evaluate.settings_from_args(p.parse_args(base + ['--use_ema=false'])).use_ema is False
-  assert p.parse_args(base + ['--nouse_ema']).use_ema is False
-  assert p.parse_args(base + ['--use_ema=true']).use_ema is True
-  with pytest.raises(SystemExit):
-    p.parse_args(base + ['--use_ema=maybe'])
-  t = translate.build_parser()
-  assert t.parse_args(base + ['--input=i', '--out=o']).use_ema is True
-  assert t.parse_args(base + ['--input=i', '--out=o', '--use_ema=false']).use_ema is False
+  _parsed(evaluate, base)
+  assert evaluate.settings_from_flags().use_ema is True
+  _parsed(evaluate, base + ['--use_ema=false'])
+  assert evaluate.settings_from_flags().use_ema is False
+  assert _parsed(evaluate, base + ['--nouse_ema']).use_ema is False
+  assert _parsed(evaluate, base + ['--use_ema=true']).use_ema is True
+  with pytest.raises(cli.UserError):
+    _parsed(evaluate, base + ['--use_ema=maybe'])
+  assert _parsed(translate, base + ['--input=i', '--out=o']).use_ema is True
+  assert _parsed(translate, base + ['--input=i', '--out=o', '--use_ema=false']).use_ema is False
 
 
 def test_evaluate_uses_ema_by_default_and_raw_on_request(ema_run, tmp_path):
@@ -269,9 +264,9 @@ def test_evaluate_uses_ema_by_default_and_raw_on_request(ema_run, tmp_path):
             '--classifier_train_images=16']
   results = {}
   for flag, name in (([], 'ema'), (['--use_ema=false'], 'raw')):
-    settings = evaluate.settings_from_args(evaluate.build_parser().parse_args(
-        common + [f'--out={tmp_path / name}'] + flag))
-    results[name] = evaluate.evaluate(workdir, settings=settings, log=lambda m: None)
+    _parsed(evaluate, common + [f'--out={tmp_path / name}'] + flag)
+    results[name] = protocol.evaluate(workdir, settings=evaluate.settings_from_flags(),
+                                      log=lambda m: None)
     assert results[name]['generator_weights'] == name
   with open(results['ema']['files']['markdown']) as f:
     assert 'translated with the EMA of G' in f.read()
@@ -285,7 +280,7 @@ def test_translate_uses_ema_by_default_and_raw_on_request(ema_run, tmp_path):
   os.makedirs(tmp_path / 'in')
   image, _ = procedural.sample_attribute_example(np.random.default_rng(0), 32)
   Image.fromarray(image).save(tmp_path / 'in' / 'a.png')
-  loaded = evaluate.load_model(workdir)
+  loaded = inference.load_model(workdir)
   x = translate.load_image(str(tmp_path / 'in' / 'a.png'), 32)[None]
   target, = translate.build_targets(loaded.layout, attrs='Frame=1')
   c = loaded.layout.embed(0, target.make(translate.estimate_labels(loaded, x)[0]))
@@ -296,18 +291,17 @@ def test_translate_uses_ema_by_default_and_raw_on_request(ema_run, tmp_path):
                                   use_ema=use_ema, log=lambda m: None)
     assert summary['generator_weights'] == ('ema' if use_ema else 'raw')
     outputs[use_ema] = np.asarray(Image.open(out / 'a-Frame1.png'))
-    expected = evaluate.padded_apply(
-        lambda xx: loaded.translate_np(g, xx, evaluate.pad_rows(c, xx)), x, 16)
+    expected = batching.apply_padded(lambda xx, cc: loaded.translate_np(g, xx, cc), 16, x, c)
     np.testing.assert_array_equal(outputs[use_ema], sampling.to_uint8(expected[0]))
   assert not np.array_equal(outputs[True], outputs[False])
 
 
 def test_test_mode_grids_use_ema_unless_asked(ema_run, make_tiny_config, tmp_path, capsys):
   workdir, _ = ema_run
-  trainer = train.Trainer(make_tiny_config(num_iters=ITERS), workdir)  # no --g_ema_decay
-  ema_grid, = trainer.test(out_dir=str(tmp_path / 'ema'), limit=2)
-  raw_grid, = trainer.test(out_dir=str(tmp_path / 'raw'), limit=2, use_ema=False)
-  trainer.checkpointer.close()
+  ema_grid, = inference.write_test_grids(inference.load_model(workdir),
+                                         out_dir=str(tmp_path / 'ema'), limit=2)
+  raw_grid, = inference.write_test_grids(inference.load_model(workdir, use_ema=False),
+                                         out_dir=str(tmp_path / 'raw'), limit=2)
   out = capsys.readouterr().out
   assert '(EMA G weights)' in out and '(raw G weights)' in out
   assert not np.array_equal(np.asarray(Image.open(ema_grid)), np.asarray(Image.open(raw_grid)))

@@ -12,7 +12,9 @@ from PIL import Image
 import evaluate_testdata
 from stargan_jax import checkpoint as ckpt_lib
 from stargan_jax.evaluation import classifier as classifier_lib
+from stargan_jax import config as config_lib
 from stargan_jax import evaluate
+from stargan_jax import inference
 from stargan_jax import input_pipeline
 from stargan_jax import labels as labels_lib
 from stargan_jax import models
@@ -81,7 +83,7 @@ def test_protocol_end_to_end_and_classifier_reused(run, tmp_path, capsys):
   assert '| **overall** |' in md and 'Pixel readers' in md
 
   # The per-domain error means what it says: recompute one column by hand.
-  translate_fn, g_params, layout, meta = evaluate.load_generator(run)
+  translate_fn, g_params, layout, meta = inference.load_generator(run)
   assert meta['step'] == 4
   saved = classifier_lib.load(clf['directory'], layout.specs[0], 32)
   ds = input_pipeline.open_dataset('procedural', meta['config']['data']['data_dir'], 32)
@@ -104,14 +106,14 @@ def test_protocol_end_to_end_and_classifier_reused(run, tmp_path, capsys):
 
 
 def test_load_generator_reads_everything_from_the_checkpoint(run):
-  translate_fn, g_params, layout, meta = evaluate.load_generator(
+  translate_fn, g_params, layout, meta = inference.load_generator(
       os.path.join(run, 'checkpoints'))  # the checkpoints directory itself works too
   assert layout.specs[0].names == NAMES and layout.specs[0].exclusive == NAMES[:3]
   assert meta['image_size'] == 32 and meta['step'] == 4
   x = np.zeros((2, 32, 32, 3), np.float32)
   y = translate_fn(g_params, x, np.eye(5, dtype=np.float32)[:2])
   assert y.shape == (2, 32, 32, 3) and np.all(np.abs(y) <= 1.0)
-  cfg = evaluate.config_from_dict(meta['config'])
+  cfg = config_lib.Config.from_dict(meta['config'])
   assert cfg.model.g_conv_dim == 8 and cfg.data.datasets == ('procedural',)
 
 
@@ -124,7 +126,7 @@ def test_c_dim_mismatch_is_named(run, tmp_path):
   meta_file.write_text(json.dumps(meta))
   with pytest.raises(ckpt_lib.CheckpointMismatchError,
                      match=r'g_dim=7 .* g_dim=5 \(c_dim mismatch'):
-    evaluate.load_model(str(bad))
+    inference.load_model(str(bad))
   # Labels that do not fit the saved G (4 names, G saved for 5): refused before use.
   meta['g_dim'] = meta['cls_dim'] = 4
   meta['layout']['datasets'][0]['names'] = list(NAMES[:4])
@@ -132,7 +134,7 @@ def test_c_dim_mismatch_is_named(run, tmp_path):
   with pytest.raises(ckpt_lib.CheckpointMismatchError,
                      match=r'c_dim mismatch.*g_params/.*: saved \(7, 7, 8, 8\), expected '
                            r'\(7, 7, 7, 8\)'):
-    evaluate.load_model(str(bad))
+    inference.load_model(str(bad))
 
 
 def test_missing_checkpoint_message(tmp_path, capsys):
@@ -205,14 +207,15 @@ def test_classifier_for_other_labels_is_refused(tmp_path):
 def test_categorical_translation_error_rule(classes_run):
   # A stand-in classifier that reads every image as 'hstripes': translations
   # into hstripes are all right, into the 3 other classes all wrong.
-  loaded = evaluate.load_model(classes_run)
-  datasets = evaluate.open_datasets(loaded)
+  loaded = inference.load_model(classes_run)
+  datasets = inference.open_datasets(loaded)
   spec = loaded.layout.specs[0]
   always = np.eye(4, dtype=np.float32)[[1]]
   reader = _FixedReader(spec, iter(lambda: always, None))
   reader.predict = lambda x: np.repeat(always, x.shape[0], axis=0)
-  translation, rec = evaluate.translation_metrics(loaded, datasets, {0: reader}, batch_size=4,
-                                                  limit=6)
+  translation, rec = classifier_lib.translation_metrics(
+      loaded.translate_np, loaded.generator_params, loaded.layout, datasets, {0: reader},
+      batch_size=4, limit=6)
   e = translation['procedural_classes']['procedural_classes']
   assert e['per_domain'] == {'solid': 1.0, 'hstripes': 0.0, 'vstripes': 1.0, 'checker': 1.0}
   assert e['error'] == 0.75 and e['translations'] == 6 * 4 and 'argmax' in e['rule']

@@ -9,6 +9,7 @@ from stargan_jax import labels
 from stargan_jax import sampling
 from stargan_jax import steps
 from stargan_jax import train
+from stargan_jax.evaluation import pixels
 
 ATTR = labels.DomainSpec('procedural', ('Red', 'Green', 'Blue', 'Frame', 'Dark'),
                          exclusive=('Red', 'Green', 'Blue'))
@@ -107,7 +108,9 @@ def test_joint_run_resumes_exactly_and_writes_grids(make_tiny_config, tmp_path):
   assert grids == ['000004-images-procedural.png', '000004-images-procedural_classes.png']
   from PIL import Image
   assert Image.open(tmp_path / 'b' / 'samples' / grids[0]).size == (32 * 10, 32 * 2)
-  acc = resumed_trainer.pixel_accuracy(resumed, limit=8)
+  acc = pixels.translation_accuracy(resumed_trainer._translate_np,
+                                    resumed_trainer.generator_params(resumed),
+                                    resumed_trainer.layout, resumed_trainer.datasets, limit=8)
   assert set(acc) == {'procedural', 'procedural_classes'}
   for src in acc.values():
     assert set(src) == {'procedural', 'procedural_classes'}  # own and cross-dataset targets

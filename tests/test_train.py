@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from stargan_jax import checkpoint as ckpt_lib
-from stargan_jax import evaluate
+from stargan_jax import inference
 from stargan_jax import train
 
 
@@ -101,14 +101,22 @@ def test_cli_train_then_test_mode(data_dir, tmp_path):
   assert out.returncode == 0, out.stderr[-3000:]
   assert 'G parameters:' in out.stdout and 'Iteration [2/2]' in out.stdout
   assert 'it/s' in out.stdout and 'ETA' in out.stdout and 'D/loss_gp' in out.stdout
-  assert evaluate.load_model(str(tmp_path)).generator_weights == 'ema'  # the flag trained one
+  assert inference.load_model(str(tmp_path)).generator_weights == 'ema'  # the flag trained one
   out = subprocess.run(common + ['--mode=test', '--use_ema=false'], capture_output=True,
                        text=True, env=env, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
   assert '(raw G weights)' in out.stdout
   results = sorted(os.listdir(tmp_path / 'results'))
   assert len(results) == 250 and results[0] == '0001-images.png'  # 500 test images, 2 per grid
-  bad = subprocess.run(common + ['--mode=test', '--attrs=Red,Purple'], capture_output=True,
+  # --mode=test needs nothing but the run directory (the model comes from the checkpoint).
+  shutil.rmtree(tmp_path / 'results')
+  out = subprocess.run([sys.executable, '-m', 'stargan_jax.main', f'--workdir={tmp_path}',
+                        '--mode=test'], capture_output=True, text=True, env=env, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert '(EMA G weights)' in out.stdout and len(os.listdir(tmp_path / 'results')) == 250
+  assert 'Metadata file does not exist' not in out.stderr  # no Orbax warning on a normal load
+  bad = subprocess.run(common + ['--attrs=Red,Purple'], capture_output=True,
                        text=True, env=env, timeout=300)
-  assert bad.returncode != 0 and "unknown attribute(s) ['Purple']" in bad.stderr
+  assert bad.returncode == 2 and "unknown attribute(s) ['Purple']" in bad.stderr
   assert 'valid attributes: Red, Green, Blue, Frame, Dark' in bad.stderr
+  assert 'Traceback' not in bad.stderr and 'error: ' in bad.stderr

@@ -40,6 +40,7 @@ from typing import Callable
 
 from stargan_jax import cli
 from stargan_jax import inference
+from stargan_jax import input_pipeline
 from stargan_jax.evaluation import classifier as classifier_lib
 from stargan_jax.evaluation import fid as fid_lib
 from stargan_jax.evaluation import inception
