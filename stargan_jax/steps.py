@@ -110,15 +110,27 @@ class StarGAN:
     dtype = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}.get(cfg.model.dtype)
     if dtype is None:
       raise ValueError(f"model dtype must be 'float32' or 'bfloat16', got {cfg.model.dtype!r}")
-    g = models.Generator(cfg.model.g_conv_dim, layout.g_dim, cfg.model.g_repeat_num, dtype)
+    conv_impl = models.conv.check(cfg.model.conv_impl)  # a UserError naming --conv_impl
+    g = models.Generator(cfg.model.g_conv_dim, layout.g_dim, cfg.model.g_repeat_num, dtype,
+                         conv_impl=conv_impl)
     d = models.Discriminator(cfg.data.image_size, cfg.model.d_conv_dim, layout.cls_dim,
-                             cfg.model.d_repeat_num, dtype)
+                             cfg.model.d_repeat_num, dtype, conv_impl=conv_impl)
     g_tx, d_tx = make_optimizers(cfg.optim, layout.num_datasets)
     if not 0.0 <= cfg.optim.g_ema_decay < 1.0:
       raise ValueError(f'g_ema_decay must be in [0, 1), got {cfg.optim.g_ema_decay}')
     return cls(g, d, layout, cfg.data.image_size, g_tx, d_tx, cfg.loss.lambda_cls,
                cfg.loss.lambda_rec, cfg.loss.lambda_gp, cfg.loss.lambda_id,
                cfg.optim.g_ema_decay)
+
+  def on_platform(self, platform: str) -> 'StarGAN':
+    """This model with G's and D's ``conv_impl`` resolved for ``platform`` ('auto' fixed).
+
+    The compiled steps then use the forms of the devices they run on, not
+    those of JAX's default backend.
+    """
+    return dataclasses.replace(
+        self, G=self.G.clone(conv_impl=models.conv.resolve(self.G.conv_impl, platform)),
+        D=self.D.clone(conv_impl=models.conv.resolve(self.D.conv_impl, platform)))
 
   def init(self, key) -> TrainState:
     g_key, d_key = jax.random.split(key)

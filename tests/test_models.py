@@ -1,4 +1,5 @@
-"""Networks: parameter counts (REFERENCE.md), shapes, layer semantics, initialisation."""
+"""Networks: parameter counts (the reference's), shapes, layer semantics, initialisation;
+the convolution forms (``models.conv``): each gives XLA's numbers; the rule that picks them."""
 
 import math
 
@@ -8,9 +9,16 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
+from stargan_jax import cli
+from stargan_jax import config as config_lib
+from stargan_jax import labels as labels_lib
+from stargan_jax import losses
 from stargan_jax import models
+from stargan_jax import steps
+from stargan_jax.models import conv
 
-# (G label dim, D cls dim, image size) -> (G params, D params), REFERENCE.md.
+# (G label dim, D cls dim, image size) -> (G params, D params): the
+# reference's networks (yunjey/stargan model.py) counted in PyTorch.
 PARAM_COUNTS = [
     ('celeba', 5, 5, 128, 8_430_528, 44_762_048),
     ('rafd', 8, 8, 128, 8_439_936, 44_786_624),
@@ -77,15 +85,36 @@ def test_label_is_tiled_and_changes_output():
     g.apply(p, x, jnp.zeros((1, 4)))
 
 
-def test_sub_pixel_transposed_conv_equals_conv_transpose():
+@pytest.mark.parametrize('impl', conv.IMPLS)
+def test_sub_pixel_transposed_conv_equals_conv_transpose(impl):
+  # Whatever computes it (sub-pixel or lax.conv_transpose), ConvTranspose4x4
+  # is nn.ConvTranspose's transposed conv with the same parameter.
   x = jax.random.normal(jax.random.key(0), (2, 8, 8, 16))
   ref = nn.ConvTranspose(12, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)),
                          transpose_kernel=True, use_bias=False)
   params = ref.init(jax.random.key(1), x)
-  ours = models.ConvTranspose4x4(12)
+  ours = models.ConvTranspose4x4(12, conv_impl=impl)
   assert jax.tree_util.tree_map(jnp.shape, ours.init(jax.random.key(1), x)) == \
       jax.tree_util.tree_map(jnp.shape, params)
   np.testing.assert_allclose(ours.apply(params, x), ref.apply(params, x), atol=1e-5)
+
+
+def test_subpixel_conv_transpose_gradients_and_its_one_case():
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 6))
+  k = jax.random.normal(jax.random.key(1), (4, 4, 5, 6)) * 0.1
+  args = ((2, 2), ((2, 2), (2, 2)))
+  ref = lambda x, k: jax.lax.conv_transpose(x, k, *args, transpose_kernel=True)
+  loss = lambda f: lambda x, k: jnp.sum(jnp.sin(f(x, k)))
+  for inner in (jax.lax.conv_general_dilated, models.cpu_conv):
+    ours = lambda x, k: models.subpixel_conv_transpose(x, k, *args, transpose_kernel=True,
+                                                       conv=inner)
+    np.testing.assert_allclose(ours(x, k), ref(x, k), atol=1e-5)
+    for a, b in zip(jax.grad(loss(ours), (0, 1))(x, k), jax.grad(loss(ref), (0, 1))(x, k)):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match='4x4, stride-2, padding-2'):
+    models.subpixel_conv_transpose(x, k, (1, 1), ((2, 2), (2, 2)), transpose_kernel=True)
+  with pytest.raises(ValueError, match='transpose_kernel=True'):
+    models.subpixel_conv_transpose(x, k, *args)
 
 
 def test_instance_norm_is_per_image():
@@ -209,17 +238,159 @@ def test_winograd_conv3x3_at_residual_block_size():
     assert float(jnp.max(jnp.abs(a - b))) < 1e-4 * float(jnp.max(jnp.abs(b)))
 
 
-def test_generator_uses_cpu_conv_on_cpu_and_matches_xla(monkeypatch):
+def test_generator_uses_cpu_conv_under_winograd_and_matches_xla():
   # 64 px: the first and last convs and the first down-sampling conv take
   # the large-map forms; the rest (small maps) XLA's own.
-  G = models.Generator(conv_dim=4, c_dim=5, repeat_num=1)
+  G = models.Generator(conv_dim=4, c_dim=5, repeat_num=1, conv_impl='winograd')
   x = jax.random.uniform(jax.random.key(0), (2, 64, 64, 3), minval=-1, maxval=1)
   c = jnp.eye(5)[jnp.array([0, 3])]
   params = G.init(jax.random.key(1), x, c)
-  loss = lambda p: jnp.mean(jnp.abs(G.apply(p, x, c) - x))
-  assert models._g_conv_impl() is models.cpu_conv  # tests run on the CPU
-  ours = jax.grad(loss)(params)
-  monkeypatch.setattr(models, '_g_conv_impl', lambda: None)  # XLA's own convs
-  ref = jax.grad(loss)(params)
+  loss = lambda g: lambda p: jnp.mean(jnp.abs(g.apply(p, x, c) - x))
+  assert conv.select('winograd', 'g', 'cpu') is models.cpu_conv
+  ours = jax.grad(loss(G))(params)
+  ref = jax.grad(loss(G.clone(conv_impl='xla')))(params)  # XLA's own convs
   for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(ref)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+# -- conv_impl: every name gives XLA's numbers ----------------------------------
+
+def _tree_close(a, b, rtol, atol_scale):
+  for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_allclose(u, v, rtol=rtol, atol=atol_scale * float(jnp.max(jnp.abs(v))))
+
+
+@pytest.mark.parametrize('impl', [i for i in conv.IMPLS if i != 'xla'])
+def test_generator_same_outputs_and_gradients_under_every_conv_impl(impl):
+  g_xla = models.Generator(8, 5, 1, conv_impl='xla')
+  x = jax.random.uniform(jax.random.key(0), (2, 32, 32, 3), minval=-1, maxval=1)
+  c = jnp.eye(5)[jnp.array([1, 4])]
+  params = g_xla.init(jax.random.key(1), x, c)
+  g = g_xla.clone(conv_impl=impl)
+
+  def f(model):
+    # The G step's shape of derivative: through G twice (translation and
+    # reconstruction).
+    def loss(p):
+      y = model.apply(p, x, c)
+      return jnp.mean(jnp.abs(model.apply(p, y, c[::-1]) - x)) + jnp.mean(y ** 2)
+    return jax.jit(lambda p: (model.apply(p, x, c), jax.grad(loss)(p)))(params)
+
+  (y, grads), (y0, grads0) = f(g), f(g_xla)
+  np.testing.assert_allclose(y, y0, atol=1e-5)
+  _tree_close(grads, grads0, 1e-4, 1e-5)
+
+
+@pytest.mark.parametrize('impl', [i for i in conv.IMPLS if i != 'xla'])
+def test_discriminator_same_outputs_gradients_and_penalty_under_every_conv_impl(impl):
+  d_xla = models.Discriminator(32, 8, 5, 3, conv_impl='xla')
+  rng = np.random.default_rng(0)
+  x_real = jnp.asarray(rng.uniform(-1, 1, (2, 32, 32, 3)), jnp.float32)
+  x_fake = jnp.asarray(rng.uniform(-1, 1, (2, 32, 32, 3)), jnp.float32)
+  alpha = jnp.asarray(rng.uniform(size=(2, 1, 1, 1)), jnp.float32)
+  params = d_xla.init(jax.random.key(1), x_real)
+  d = d_xla.clone(conv_impl=impl)
+
+  def f(model):
+    def loss(p):  # the D step's: critic terms, classification and the gradient penalty
+      src_real, cls_real = model.apply(p, x_real)
+      src_fake, _ = model.apply(p, x_fake)
+      gp = losses.gradient_penalty(lambda x: model.apply(p, x)[0], x_real, x_fake, alpha)
+      return -jnp.mean(src_real) + jnp.mean(src_fake) + jnp.mean(cls_real ** 2) + 10 * gp, gp
+    (_, gp), grads = jax.value_and_grad(loss, has_aux=True)(params)
+    # The G step's: D's input gradient.
+    dx = jax.grad(lambda x: jnp.sum(model.apply(params, x)[0]))(x_fake)
+    return model.apply(params, x_real), gp, grads, dx
+
+  (out, gp, grads, dx) = jax.jit(lambda: f(d))()
+  (out0, gp0, grads0, dx0) = jax.jit(lambda: f(d_xla))()
+  _tree_close(out, out0, 1e-5, 1e-6)
+  np.testing.assert_allclose(gp, gp0, rtol=1e-5)
+  _tree_close(grads, grads0, 1e-4, 1e-5)
+  _tree_close(dx, dx0, 1e-5, 1e-6)
+
+
+def test_unknown_conv_impl_is_a_user_error():
+  for call in (lambda: conv.check('fast'), lambda: conv.resolve('fast', 'cpu'),
+               lambda: conv.select('fast', 'g', 'cpu'),
+               lambda: models.init_params(models.Discriminator(32, 8, 5, 5, conv_impl='fast'),
+                                          jax.random.key(0), 32)):
+    with pytest.raises(cli.UserError) as e:
+      call()
+    assert "--conv_impl='fast'" in str(e.value)
+    assert 'auto, xla, patches, winograd' in str(e.value)
+  cfg = config_lib.tiny_config()
+  cfg.model.conv_impl = 'fast'
+  with pytest.raises(cli.UserError, match='--conv_impl'):
+    steps.StarGAN.from_config(cfg, LAYOUT)
+  with pytest.raises(ValueError, match='role'):
+    conv.select('xla', 'd_heads', 'cpu')
+
+
+LAYOUT = labels_lib.LabelLayout((labels_lib.DomainSpec('x', ('a', 'b')),))
+
+
+def test_from_config_passes_conv_impl_and_on_platform_resolves_it():
+  cfg = config_lib.tiny_config()
+  for impl in conv.IMPLS:
+    cfg.model.conv_impl = impl
+    model = steps.StarGAN.from_config(cfg, LAYOUT)
+    assert model.G.conv_impl == model.D.conv_impl == impl
+  cfg.model.conv_impl = 'auto'
+  model = steps.StarGAN.from_config(cfg, LAYOUT)
+  on_gpu = model.on_platform('gpu')
+  assert on_gpu.G.conv_impl == on_gpu.D.conv_impl == 'xla'
+  on_cpu = model.on_platform('cpu')
+  assert on_cpu.G.conv_impl == on_cpu.D.conv_impl == conv.auto_impl('cpu', conv.read_cpuinfo())
+  assert on_cpu.G.conv_impl in ('patches', 'winograd')
+  cfg.model.conv_impl = 'winograd'  # a name is kept on every platform
+  assert steps.StarGAN.from_config(cfg, LAYOUT).on_platform('gpu').G.conv_impl == 'winograd'
+
+
+# Abbreviated /proc/cpuinfo texts of the two x86 kinds measured, and an ARM one.
+CPUINFO_AVX512 = (
+    'processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC\n'
+    'flags\t\t: fpu vme sse sse2 ssse3 sse4_1 sse4_2 avx f16c avx2 bmi2 avx512f avx512dq\n'
+    'processor\t: 1\n'
+    'flags\t\t: fpu vme sse sse2 ssse3 sse4_1 sse4_2 avx f16c avx2 bmi2 avx512f avx512dq\n')
+CPUINFO_AVX2 = (
+    'processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B12\n'
+    'flags\t\t: fpu vme sse sse2 ssse3 sse4_1 sse4_2 avx f16c fma avx2 bmi2 sha_ni\n')
+CPUINFO_ARM = 'processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 sve\n'
+
+
+def test_auto_rule_by_platform_and_cpu_flags():
+  assert conv.cpu_flags(CPUINFO_AVX512) >= {'avx2', 'avx512f'}
+  assert 'avx512f' not in conv.cpu_flags(CPUINFO_AVX2)
+  assert 'asimd' in conv.cpu_flags(CPUINFO_ARM)
+  assert conv.cpu_flags(None) == conv.cpu_flags('') == frozenset()
+  assert [conv.cpu_kind(t) for t in (CPUINFO_AVX512, CPUINFO_AVX2, CPUINFO_ARM, None)] == \
+      ['avx512f', 'avx2', 'other', 'other']
+  # The rule: G's CPU forms where they were measured to pay (AVX2 without
+  # AVX-512); on any other CPU only the D and transposed-conv forms.
+  assert conv.auto_impl('cpu', CPUINFO_AVX2) == 'winograd'
+  assert conv.auto_impl('cpu', CPUINFO_AVX512) == 'patches'
+  assert conv.auto_impl('cpu', CPUINFO_ARM) == 'patches'
+  assert conv.auto_impl('cpu', None) == 'patches'  # /proc/cpuinfo unreadable
+  for info in (CPUINFO_AVX2, CPUINFO_AVX512, None):
+    assert conv.auto_impl('gpu', info) == conv.auto_impl('tpu', info) == 'xla'
+  assert conv.resolve('auto', 'cpu', CPUINFO_AVX2) == 'winograd'
+  assert conv.resolve('auto', 'gpu', CPUINFO_AVX2) == 'xla'
+  assert conv.resolve('xla', 'cpu', CPUINFO_AVX2) == 'xla'  # a name is never overridden
+  assert conv.resolve('auto', 'cpu') == conv.auto_impl('cpu', conv.read_cpuinfo())
+
+
+def test_select_returns_each_roles_form():
+  for role in conv.ROLES:
+    assert conv.select('xla', role, 'cpu') is None  # XLA's own op
+    assert conv.select('auto', role, 'gpu') is None
+  assert conv.select('patches', 'g', 'cpu') is None
+  assert conv.select('patches', 'd_strided', 'cpu') is models.patches_conv
+  assert conv.select('winograd', 'd_strided', 'gpu') is models.patches_conv
+  assert conv.select('winograd', 'g', 'cpu') is models.cpu_conv
+  up = conv.select('patches', 'g_transpose', 'cpu')
+  assert up.func is models.subpixel_conv_transpose
+  assert up.keywords['conv'] is jax.lax.conv_general_dilated
+  assert conv.select('winograd', 'g_transpose', 'cpu').keywords['conv'] is models.cpu_conv
+  assert conv.describe('winograd', 'cpu')['forms'] == {
+      'g': 'cpu_conv', 'g_transpose': 'subpixel', 'd_strided': 'patches'}

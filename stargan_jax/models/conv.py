@@ -1,103 +1,164 @@
-"""StarGAN generator and discriminator (Flax Linen, NHWC).
+"""How the networks' convolutions are computed, and the one rule that picks the form.
 
-Layer for layer the networks of the reference implementation (yunjey/stargan,
-``model.py``); see ``shared/REFERENCE.md`` for the tables and parameter counts.
+Every form here computes exactly the convolution XLA's ``lax`` op does (the
+same parameters, the same numbers to float rounding; tested in
+``tests/test_models.py``); they differ only in speed. XLA's CPU backend is
+slow on some convolution derivatives, and the forms replace those:
 
-Deliberate details, each matching the PyTorch reference rather than Flax's
-defaults:
+* ``patches_conv``: a conv as patches @ kernel, so every derivative of any
+  order is a matmul, a slice or a pad. For D's strided convs: the gradient
+  penalty differentiates D's input gradient, and XLA's CPU backend computes
+  that second derivative of a strided conv 10-20x slower.
+* ``subpixel_conv_transpose``: PyTorch's ``ConvTranspose2d(k=4, s=2, p=1)``
+  as four 2x2 stride-1 convs, one per output phase. For G's up-sampling:
+  XLA's CPU backend computes the weight gradient of a strided
+  ``conv_transpose`` an order of magnitude slower, and the sub-pixel form
+  never multiplies the zeros a strided transposed conv inserts.
+* ``cpu_conv``: G's other convs by the form that pays for their shape:
+  ``winograd_conv3x3`` (Winograd F(4x4, 3x3), forward and backward) for the
+  wide residual blocks, ``space_to_depth_conv4x4`` (backward pass by space
+  to depth) for the down-sampling convs, ``tap_weight_grad_conv`` (weight
+  gradients as matmuls, F(2x2, 3x3) for 3x3 ones) for the others, XLA's own
+  for narrow convs on small maps. These pay where XLA's convolution
+  gradients are slowest relative to its matmuls: measured on an AVX2 CPU.
 
-* Initialisation is PyTorch's default (uniform in +-1/sqrt(fan_in) for weights
-  and D's biases), not Flax's lecun_normal / zero bias.
-* Instance norm always uses per-image statistics (the reference never switches
-  to eval mode), biased variance, eps 1e-5, learnable scale 1 / shift 0.
-* PyTorch's ``ConvTranspose2d(k=4, s=2, p=1)`` is ``lax.conv_transpose`` with
-  padding ``k - 1 - p = 2`` on each side and a transposed kernel; we keep that
-  parameter but compute it sub-pixel (``ConvTranspose4x4``), same numbers.
-* ``dtype`` is the compute dtype (e.g. bfloat16); parameters stay float32 and
-  the normalisation statistics are computed in float32.
-* On CPU only, G's convolutions go through ``cpu_conv`` and D's strided ones
-  through ``patches_conv``: other forms of the same convolutions (Winograd
-  F(4x4, 3x3) for the residual blocks, a space-to-depth backward pass for
-  the down-sampling convs, matmul weight gradients), because XLA's CPU
-  backend is slow on the derivatives they replace. Same parameters, same
-  numbers to float rounding (tested); GPUs and TPUs use XLA's convolutions.
+``conv_impl`` (``--conv_impl``, ``ModelConfig.conv_impl``, the networks'
+attribute) names which forms are used, per role:
+
+============  ==============  =====================  ==================
+conv_impl     G's convs       G's transposed convs   D's strided convs
+============  ==============  =====================  ==================
+``xla``       XLA             ``lax.conv_transpose`` XLA
+``patches``   XLA             sub-pixel (XLA's)      ``patches_conv``
+``winograd``  ``cpu_conv``    sub-pixel (cpu_conv)   ``patches_conv``
+``auto``      ``auto_impl``: one of the above by platform and CPU kind
+============  ==============  =====================  ==================
+
+``auto_impl`` is the rule: not a CPU (GPU, TPU): ``xla``; a CPU with AVX2 and
+without AVX-512 (``avx512f``): ``winograd``, where its G forms were measured
+to pay; any other CPU (AVX-512, ARM, flags unknown): ``patches``, since on
+an AVX-512 CPU XLA's own G convolutions were the faster, while the D and
+transposed-conv forms replace derivatives that are slow on every CPU
+measured. Only the G forms' choice depends on the CPU kind. A network
+takes its name as an attribute and asks ``select`` for each role's
+function; ``resolve`` fixes ``auto`` for a platform once (``train.jit_steps``
+does, for its mesh's platform).
 """
 
 from __future__ import annotations
 
 import functools
-import math
-from typing import Any
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import linen as nn
 
-Dtype = Any
+from stargan_jax import cli
 
+IMPLS = ('auto', 'xla', 'patches', 'winograd')
+ROLES = ('g', 'g_transpose', 'd_strided')
 
-def torch_uniform_init(fan_in_axes=(0, 1, 2)):
-  """PyTorch's default conv init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-
-  Flax conv kernels are HWIO; for ``ConvTranspose(transpose_kernel=True)`` the
-  kernel is HW(out)(in), and PyTorch's fan_in of a transposed conv is
-  out_ch*k*k, so in both cases fan_in is the product of the first three axes.
-  """
-
-  def init(key, shape, dtype=jnp.float32):
-    fan_in = math.prod(shape[a] for a in fan_in_axes)
-    bound = 1.0 / math.sqrt(fan_in)
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-  return init
-
-
-def torch_bias_init(fan_in: int):
-  bound = 1.0 / math.sqrt(fan_in)
-
-  def init(key, shape, dtype=jnp.float32):
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-  return init
-
-
-class InstanceNorm(nn.Module):
-  """Instance norm over H, W per image and channel, with affine scale/shift."""
-
-  epsilon: float = 1e-5
-  dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    features = x.shape[-1]
-    scale = self.param('scale', nn.initializers.ones, (features,))
-    bias = self.param('bias', nn.initializers.zeros, (features,))
-    x32 = x.astype(jnp.float32)
-    mean = jnp.mean(x32, axis=(1, 2), keepdims=True)
-    var = jnp.mean(jnp.square(x32 - mean), axis=(1, 2), keepdims=True)
-    y = (x32 - mean) * jax.lax.rsqrt(var + self.epsilon)
-    return (y * scale + bias).astype(self.dtype)
-
-
-def _conv(features, kernel, stride, padding, *, use_bias=False, dtype=jnp.float32, name=None,
-          conv_general_dilated=None):
-  return nn.Conv(
-      features,
-      (kernel, kernel),
-      strides=(stride, stride),
-      padding=((padding, padding), (padding, padding)),
-      use_bias=use_bias,
-      kernel_init=torch_uniform_init(),
-      dtype=dtype,
-      param_dtype=jnp.float32,
-      name=name,
-      conv_general_dilated=conv_general_dilated,
-  )
-
+# What each concrete name uses per role: 'xla' is XLA's own op.
+_FORMS = {
+    'xla': {'g': 'xla', 'g_transpose': 'xla', 'd_strided': 'xla'},
+    'patches': {'g': 'xla', 'g_transpose': 'subpixel', 'd_strided': 'patches'},
+    'winograd': {'g': 'cpu_conv', 'g_transpose': 'subpixel', 'd_strided': 'patches'},
+}
 
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 
+
+# -- the rule -----------------------------------------------------------------
+
+def cpu_flags(cpuinfo: str | None) -> frozenset[str]:
+  """The feature flags of the first CPU in ``/proc/cpuinfo``'s text (x86 ``flags``, ARM
+  ``Features``); empty when the text is None or has no such line."""
+  for line in (cpuinfo or '').splitlines():
+    key, sep, value = line.partition(':')
+    if sep and key.strip() in ('flags', 'Features'):
+      return frozenset(value.split())
+  return frozenset()
+
+
+@functools.lru_cache(maxsize=1)
+def read_cpuinfo() -> str | None:
+  """``/proc/cpuinfo``'s text, or None where there is none (not Linux) or it cannot be read."""
+  try:
+    with open('/proc/cpuinfo') as f:
+      return f.read()
+  except OSError:
+    return None
+
+
+def cpu_kind(cpuinfo: str | None) -> str:
+  """'avx512f', 'avx2' (AVX2 without AVX-512) or 'other' (no x86 flags read)."""
+  flags = cpu_flags(cpuinfo)
+  if 'avx512f' in flags:
+    return 'avx512f'
+  return 'avx2' if 'avx2' in flags else 'other'
+
+
+def auto_impl(platform: str, cpuinfo: str | None) -> str:
+  """What ``auto`` means on ``platform`` ('cpu', 'gpu', 'tpu', ...) with this CPU info.
+
+  Pure: ``cpuinfo`` is ``/proc/cpuinfo``'s text, or None when unknown.
+  """
+  if platform != 'cpu':
+    return 'xla'
+  return 'winograd' if cpu_kind(cpuinfo) == 'avx2' else 'patches'
+
+
+def check(impl: str) -> str:
+  """``impl`` if it is a known name; otherwise a ``cli.UserError`` naming ``--conv_impl``."""
+  if impl not in IMPLS:
+    raise cli.UserError(f'--conv_impl={impl!r} is not a convolution form; valid names: '
+                        f'{", ".join(IMPLS)}')
+  return impl
+
+
+def resolve(impl: str, platform: str | None = None, cpuinfo: str | None = None) -> str:
+  """The concrete name (``xla``, ``patches`` or ``winograd``) ``impl`` means on ``platform``.
+
+  ``platform`` defaults to JAX's default backend, ``cpuinfo`` to this
+  machine's ``/proc/cpuinfo``.
+  """
+  if check(impl) != 'auto':
+    return impl
+  platform = platform or jax.default_backend()
+  if platform == 'cpu' and cpuinfo is None:
+    cpuinfo = read_cpuinfo()
+  return auto_impl(platform, cpuinfo)
+
+
+def select(impl: str, role: str, platform: str | None = None) -> Callable | None:
+  """The function computing ``role``'s convolutions under ``impl``; None: XLA's own op.
+
+  Roles: ``g`` (G's convs) and ``d_strided`` (D's strided convs) return a
+  ``lax.conv_general_dilated``-compatible callable; ``g_transpose`` (G's
+  4x4 stride-2 transposed convs) a ``lax.conv_transpose``-compatible one.
+  """
+  if role not in ROLES:
+    raise ValueError(f'role must be one of {ROLES}, got {role!r}')
+  forms = _FORMS[resolve(impl, platform)]
+  form = forms[role]
+  if form == 'xla':
+    return None
+  if form == 'subpixel':
+    inner = cpu_conv if forms['g'] == 'cpu_conv' else jax.lax.conv_general_dilated
+    return functools.partial(subpixel_conv_transpose, conv=inner)
+  return {'cpu_conv': cpu_conv, 'patches': patches_conv}[form]
+
+
+def describe(impl: str, platform: str | None = None) -> dict:
+  """What ``impl`` means here: the concrete name and each role's form (for logs, benchmarks)."""
+  name = resolve(impl, platform)
+  return {'conv_impl': impl, 'resolved': name, 'forms': dict(_FORMS[name]),
+          'cpu_kind': cpu_kind(read_cpuinfo()) if (platform or jax.default_backend()) == 'cpu'
+          else None}
+
+
+# -- helpers ------------------------------------------------------------------
 
 def _check_plain(fn_name, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count,
                  preferred_element_type=None):
@@ -136,6 +197,66 @@ def _shifted_taps(x, kh, kw, strides, padding):
 def _xla_conv(x, w, strides, padding):
   return jax.lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=_NHWC)
 
+
+# -- D's strided convs ----------------------------------------------------------
+
+def patches_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                 dimension_numbers=None, feature_group_count=1, precision=None,
+                 preferred_element_type=None):
+  """``lax.conv_general_dilated`` (NHWC x HWIO) computed as patches @ kernel.
+
+  The k*k shifted, strided slices of the padded input are concatenated on
+  the channel axis and multiplied by the kernel reshaped to (k*k*in) x out,
+  so every derivative, of any order, is a matmul, a slice or a pad: the
+  gradient penalty's second derivative of D's strided convs is then as fast
+  as their forward pass, where XLA's CPU backend computes it 10-20x slower.
+  """
+  _check_plain('patches_conv', lhs_dilation, rhs_dilation, dimension_numbers,
+               feature_group_count, preferred_element_type)
+  kh, kw, cin, cout = rhs.shape
+  taps = _shifted_taps(lhs, kh, kw, window_strides, _explicit_padding('patches_conv', padding))
+  patches = jnp.concatenate(taps, axis=-1)
+  return jnp.einsum('nhwk,ko->nhwo', patches, rhs.reshape(kh * kw * cin, cout),
+                    precision=precision)
+
+
+# -- G's transposed convs ---------------------------------------------------------
+
+def subpixel_conv_transpose(lhs, rhs, strides, padding, rhs_dilation=None,
+                            dimension_numbers=None, transpose_kernel=False, precision=None,
+                            preferred_element_type=None, *, conv=jax.lax.conv_general_dilated):
+  """``lax.conv_transpose`` for PyTorch's ``ConvTranspose2d(k=4, s=2, p=1)``, sub-pixel.
+
+  Handles only that case: a 4x4 kernel (HW(out)(in), ``transpose_kernel=True``),
+  strides 2, padding 2 on every side, NHWC. Computed as four 2x2 stride-1
+  convs by ``conv``, one per output phase, interleaved: output row 2m takes
+  input rows m-1, m with kernel rows 3, 1; row 2m+1 takes rows m, m+1 with
+  kernel rows 2, 0 (and likewise for columns). No multiplication by the
+  zeros a strided transposed conv inserts, and each phase's weight gradient
+  is an ordinary conv's.
+  """
+  pads = _explicit_padding('subpixel_conv_transpose', padding)
+  if (rhs.shape[:2] != (4, 4) or tuple(strides) != (2, 2) or pads != ((2, 2), (2, 2)) or
+      not transpose_kernel or rhs_dilation not in (None, (1, 1)) or
+      preferred_element_type is not None or
+      (dimension_numbers is not None and tuple(dimension_numbers) != _NHWC)):
+    raise ValueError('subpixel_conv_transpose handles only a 4x4, stride-2, padding-2 NHWC '
+                     f'transposed conv with transpose_kernel=True, got kernel {rhs.shape}, '
+                     f'strides {strides}, padding {padding}, transpose_kernel={transpose_kernel}')
+  taps, phase_pads = ((3, 1), (2, 0)), ((1, 0), (0, 1))
+  phases = []
+  for ry in (0, 1):
+    for rx in (0, 1):
+      k = rhs[np.array(taps[ry])][:, np.array(taps[rx])]  # 2 x 2 x out x in
+      phases.append(conv(lhs, jnp.swapaxes(k, 2, 3), (1, 1), (phase_pads[ry], phase_pads[rx]),
+                         dimension_numbers=_NHWC, precision=precision))
+  n, h, w, c = phases[0].shape
+  # One interleaving transpose: ry, rx, N, H, W, C -> N, H, ry, W, rx, C.
+  y = jnp.stack(phases).reshape(2, 2, n, h, w, c).transpose(2, 3, 0, 4, 1, 5)
+  return y.reshape(n, 2 * h, 2 * w, c)
+
+
+# -- G's convs: tap weight gradients, Winograd, space to depth --------------------
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv_tap_dw(x, w, strides, padding):
@@ -226,20 +347,16 @@ _conv_tap_dw.defvjp(_conv_tap_dw_fwd, _conv_tap_dw_bwd)
 def tap_weight_grad_conv(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                          precision=None, preferred_element_type=None):
-  """``lax.conv_general_dilated`` (NHWC x HWIO) with a faster backward pass on CPU.
+  """``lax.conv_general_dilated`` (NHWC x HWIO) with the weight gradient as matmuls.
 
-  The forward pass is XLA's own convolution. The backward pass: for 3x3,
-  stride-1 convs (G's residual blocks) both gradients by Winograd's F(2x2,
-  3x3) (``_winograd_conv3x3``); for the others the input gradient is XLA's and
-  the weight gradient is computed tap by tap, each kernel tap's shifted input
-  against the output gradient as one matmul over batch and space. Same
-  numbers to float rounding (tested). Why: XLA's CPU backend computes a conv's
-  weight gradient at a fifth of its forward speed (measured 43 vs 216 GFLOP/s
-  for G's 3x3 256-channel convs at 128 px, batch 16), and the weight
-  gradients were most of G's step; measured on those convs, forward plus
-  both gradients ran at 132 GFLOP/s with XLA's convs and 284 with this.
-  Used for G's convs on CPU only (``_g_conv_impl``). Reverse-mode only (a
-  ``custom_vjp``): nothing differentiates G twice.
+  The forward pass and the input gradient are XLA's own, except for 3x3,
+  stride-1 convs, whose two gradients are both Winograd's F(2x2, 3x3)
+  (``_winograd_conv3x3``). Otherwise the weight gradient is each kernel
+  tap's shifted input against the output gradient, one matmul over batch
+  and space (or all taps in one matmul on large maps). Why: XLA's CPU
+  backend computes a conv's weight gradient at a fraction of its forward
+  speed, and G's weight gradients are most of its step. Reverse mode only
+  (a ``custom_vjp``): nothing differentiates G twice.
   """
   _check_plain('tap_weight_grad_conv', lhs_dilation, rhs_dilation, dimension_numbers,
                feature_group_count, preferred_element_type)
@@ -278,7 +395,7 @@ def _f4_input_transform(x):
   th, tw = h // 4, wd // 4
   xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
   # Rows of every tile (B^T d), materialised once: fused into the 36 column
-  # transforms below, XLA recomputed them for each.
+  # transforms below, XLA would recompute them for each.
   t = jax.lax.optimization_barrier(
       _combine(_F4_BT, [xp[:, u:u + 4 * th:4] for u in range(6)]))
   return [[v.reshape(-1, c) for v in _combine(_F4_BT, [ta[:, :, u:u + 4 * tw:4] for u in range(6)])]
@@ -322,9 +439,8 @@ def winograd_conv3x3(x, w):
   same conv of the output gradient with the flipped, transposed kernel, and
   the weight gradient is G^T (V^T dM) G with V the saved input tiles and dM
   the output gradient's tiles through A. Agrees with XLA's conv to ~1e-5
-  relative in float32 (tested). Used for G's residual convs on CPU
-  (``cpu_conv``): on XLA's CPU backend it is faster than XLA's conv forward
-  and backward. Reverse mode only: nothing differentiates G twice.
+  relative in float32 (tested). Reverse mode only: nothing differentiates
+  G twice.
   """
   return _f4_conv(x, w)[0]
 
@@ -378,9 +494,8 @@ def space_to_depth_conv4x4(x, w, padding):
   pixel blocks stacked as channels (space to depth; kernel tap (2a + p,
   2b + q) becomes tap (a, b), channel block (p, q)) through
   ``tap_weight_grad_conv``: 4 taps of 4 x C_in channels instead of 16 of
-  C_in. Same numbers to float rounding (tested). Why: on XLA's CPU backend
-  this backward pass of G's down-sampling convs takes ~40% of the time of
-  XLA's, while XLA's forward is the faster one.
+  C_in, where XLA's CPU backend is slow on the strided conv's gradients
+  and fast on its forward pass.
   """
   return _xla_conv(x, w, (2, 2), padding)
 
@@ -407,16 +522,16 @@ _WINOGRAD_MIN_CHANNELS = 128
 def cpu_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
              dimension_numbers=None, feature_group_count=1, precision=None,
              preferred_element_type=None):
-  """G's convs on CPU: ``lax.conv_general_dilated`` (NHWC x HWIO) by the fastest form.
+  """G's convs under ``winograd``: ``lax.conv_general_dilated`` (NHWC x HWIO) by shape.
 
   * 3x3, stride 1, pad 1, H and W multiples of 4, at least 128 channels in and
     out (the paper's residual blocks): ``winograd_conv3x3`` (Winograd F(4x4, 3x3)).
   * 4x4, stride 2, even padded size, at least 64 x 64 input (the paper's
     down-sampling convs): ``space_to_depth_conv4x4``.
   * under 128 channels in and out on a feature map under 64 x 64 (every conv
-    of the 32 px demo's G): XLA's own conv, the faster there.
-  * anything else: ``tap_weight_grad_conv`` (XLA's forward, faster weight gradient).
-  All give XLA's numbers to float rounding (tested).
+    of the 32 px demo's G): XLA's own conv, there the faster, and the
+    faster to compile.
+  * anything else: ``tap_weight_grad_conv`` (XLA's forward, matmul weight gradient).
   """
   _check_plain('cpu_conv', lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count,
                preferred_element_type)
@@ -431,195 +546,5 @@ def cpu_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=
       (h + sum(pads[0])) % 2 == 0 and (w + sum(pads[1])) % 2 == 0:
     return space_to_depth_conv4x4(lhs, rhs, pads)
   if h * w < _LARGE_PIXELS and max(rhs.shape[2:]) < _WINOGRAD_MIN_CHANNELS:
-    # Narrow convs on small maps (all of the 32 px demo's G): XLA's own conv
-    # is the faster there, and compiles faster (README, Devices and speed: the
-    # demo's iteration 0.099 s instead of 0.129 s, its G step's compile 16 s
-    # instead of 26 s, on a 2-core AMD EPYC).
     return _xla_conv(lhs, rhs, strides, pads)
   return tap_weight_grad_conv(lhs, rhs, strides, pads)
-
-
-def _g_conv_impl():
-  """G's convs: ``cpu_conv`` on CPU; elsewhere XLA's own convolution."""
-  return cpu_conv if jax.default_backend() == 'cpu' else None
-
-
-def patches_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                 dimension_numbers=None, feature_group_count=1, precision=None,
-                 preferred_element_type=None):
-  """``lax.conv_general_dilated`` (NHWC x HWIO) computed as patches @ kernel.
-
-  Same numbers to float rounding (tested). The k*k shifted, strided slices of
-  the padded input are concatenated on the channel axis and multiplied by the
-  kernel reshaped to (k*k*in) x out, so every derivative, of any order, is a
-  matmul, a slice or a pad. Why: D's step differentiates D's input gradient
-  (the gradient penalty), and XLA's CPU backend computes that second
-  derivative of a strided conv 10-20x slower than this form; it made the D
-  step ~10x slower than the reference's on a CPU. Used for D's strided convs
-  on CPU only (``_strided_conv_impl``).
-  """
-  _check_plain('patches_conv', lhs_dilation, rhs_dilation, dimension_numbers,
-               feature_group_count, preferred_element_type)
-  kh, kw, cin, cout = rhs.shape
-  taps = _shifted_taps(lhs, kh, kw, window_strides, _explicit_padding('patches_conv', padding))
-  patches = jnp.concatenate(taps, axis=-1)
-  return jnp.einsum('nhwk,ko->nhwo', patches, rhs.reshape(kh * kw * cin, cout),
-                    precision=precision)
-
-
-def _strided_conv_impl():
-  """D's strided convs: ``patches_conv`` on CPU; elsewhere XLA's own convolution."""
-  return patches_conv if jax.default_backend() == 'cpu' else None
-
-
-class ConvTranspose4x4(nn.Module):
-  """PyTorch's ``ConvTranspose2d(k=4, s=2, p=1, bias=False)``, computed sub-pixel.
-
-  The parameter is exactly ``nn.ConvTranspose(features, (4, 4), strides=2,
-  padding=2, transpose_kernel=True)``'s kernel (k x k x out x in; PyTorch's
-  IOHW weight is ``kernel.transpose(3, 2, 0, 1)``), and the output is the
-  same to float rounding (tested), but it is computed as four 2x2 convs, one
-  per output phase, interleaved: output row 2m takes input rows m-1, m with
-  kernel rows 3, 1; row 2m+1 takes rows m, m+1 with kernel rows 2, 0 (and
-  likewise for columns). Why: XLA's CPU backend computes the weight gradient
-  of a strided ``conv_transpose`` some 17x slower than this form, which made
-  it most of G's step on CPU; the sub-pixel form has no multiplications by
-  the zeros a strided transposed conv inserts.
-  """
-
-  features: int
-  dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    kernel = self.param('kernel', torch_uniform_init(), (4, 4, self.features, x.shape[-1]),
-                        jnp.float32).astype(self.dtype)
-    x = x.astype(self.dtype)
-    conv = _g_conv_impl() or jax.lax.conv_general_dilated
-    taps, pads = ((3, 1), (2, 0)), ((1, 0), (0, 1))
-    phases = []
-    for ry in (0, 1):
-      for rx in (0, 1):
-        k = kernel[np.array(taps[ry])][:, np.array(taps[rx])]  # 2 x 2 x out x in
-        phases.append(conv(x, jnp.swapaxes(k, 2, 3), (1, 1), (pads[ry], pads[rx]),
-                           dimension_numbers=_NHWC))
-    n, h, w, c = phases[0].shape
-    # One interleaving transpose: ry, rx, N, H, W, C -> N, H, ry, W, rx, C.
-    y = jnp.stack(phases).reshape(2, 2, n, h, w, c).transpose(2, 3, 0, 4, 1, 5)
-    return y.reshape(n, 2 * h, 2 * w, c)
-
-
-class ResidualBlock(nn.Module):
-  """x + IN(conv3x3(ReLU(IN(conv3x3(x))))); no ReLU after the add."""
-
-  dim: int
-  dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    h = _conv(self.dim, 3, 1, 1, dtype=self.dtype, conv_general_dilated=_g_conv_impl())(x)
-    h = nn.relu(InstanceNorm(dtype=self.dtype)(h))
-    h = _conv(self.dim, 3, 1, 1, dtype=self.dtype, conv_general_dilated=_g_conv_impl())(h)
-    h = InstanceNorm(dtype=self.dtype)(h)
-    return x + h
-
-
-class Generator(nn.Module):
-  """G(x, c): image N x H x W x 3 in [-1, 1] and labels N x c_dim -> image."""
-
-  conv_dim: int = 64
-  c_dim: int = 5
-  repeat_num: int = 6
-  dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, c):
-    if c.shape[-1] != self.c_dim:
-      raise ValueError(f'Generator built for c_dim={self.c_dim} got labels of shape {c.shape}')
-    n, h, w, _ = x.shape
-    # The label is tiled spatially and concatenated after the image channels,
-    # as torch.cat([x, c], dim=1) in the reference.
-    c_map = jnp.broadcast_to(c[:, None, None, :].astype(x.dtype), (n, h, w, c.shape[-1]))
-    y = jnp.concatenate([x, c_map], axis=-1).astype(self.dtype)
-
-    dim = self.conv_dim
-    y = _conv(dim, 7, 1, 3, dtype=self.dtype, conv_general_dilated=_g_conv_impl())(y)
-    y = nn.relu(InstanceNorm(dtype=self.dtype)(y))
-    for _ in range(2):  # down-sampling
-      dim *= 2
-      y = _conv(dim, 4, 2, 1, dtype=self.dtype, conv_general_dilated=_g_conv_impl())(y)
-      y = nn.relu(InstanceNorm(dtype=self.dtype)(y))
-    for _ in range(self.repeat_num):  # bottleneck
-      y = ResidualBlock(dim, dtype=self.dtype)(y)
-    for _ in range(2):  # up-sampling
-      dim //= 2
-      y = ConvTranspose4x4(dim, dtype=self.dtype)(y)
-      y = nn.relu(InstanceNorm(dtype=self.dtype)(y))
-    y = _conv(3, 7, 1, 3, dtype=self.dtype, conv_general_dilated=_g_conv_impl())(y)
-    return jnp.tanh(y.astype(jnp.float32))
-
-
-class Discriminator(nn.Module):
-  """PatchGAN critic with an auxiliary domain classifier.
-
-  Returns ``(out_src, out_cls)``: N x H/2^r x W/2^r x 1 critic values and
-  N x c_dim classification logits (r = repeat_num).
-  """
-
-  image_size: int = 128
-  conv_dim: int = 64
-  c_dim: int = 5
-  repeat_num: int = 6
-  dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    if x.shape[1] != self.image_size or x.shape[2] != self.image_size:
-      raise ValueError(
-          f'Discriminator built for image_size={self.image_size} got images of shape {x.shape}')
-    kernel_size = self.image_size // 2**self.repeat_num
-    if kernel_size < 1 or kernel_size * 2**self.repeat_num != self.image_size:
-      raise ValueError(
-          f'image_size={self.image_size} must be a multiple of 2**repeat_num={2**self.repeat_num}')
-    h = x.astype(self.dtype)
-    in_ch = x.shape[-1]
-    for i in range(self.repeat_num):
-      out_ch = self.conv_dim * 2**i
-      h = nn.Conv(
-          out_ch,
-          (4, 4),
-          strides=(2, 2),
-          padding=((1, 1), (1, 1)),
-          use_bias=True,
-          kernel_init=torch_uniform_init(),
-          bias_init=torch_bias_init(in_ch * 16),
-          dtype=self.dtype,
-          param_dtype=jnp.float32,
-          conv_general_dilated=_strided_conv_impl(),
-      )(h)
-      h = nn.leaky_relu(h, 0.01)
-      in_ch = out_ch
-    out_src = _conv(1, 3, 1, 1, dtype=self.dtype, name='conv_src')(h)
-    out_cls = nn.Conv(
-        self.c_dim,
-        (kernel_size, kernel_size),
-        padding='VALID',
-        use_bias=False,
-        kernel_init=torch_uniform_init(),
-        dtype=self.dtype,
-        param_dtype=jnp.float32,
-        name='conv_cls',
-    )(h)
-    return out_src.astype(jnp.float32), out_cls.reshape(x.shape[0], self.c_dim).astype(jnp.float32)
-
-
-def count_params(params) -> int:
-  return sum(int(math.prod(p.shape)) for p in jax.tree_util.tree_leaves(params))
-
-
-def init_params(model: nn.Module, key, image_size: int, c_dim: int | None = None):
-  """Initialises ``model`` for NHWC inputs of ``image_size`` (batch 1)."""
-  x = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
-  if isinstance(model, Generator):
-    return model.init(key, x, jnp.zeros((1, model.c_dim), jnp.float32))
-  return model.init(key, x)
