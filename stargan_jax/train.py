@@ -23,14 +23,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from stargan_jax import checkpoint as ckpt_lib
+from stargan_jax import cli
 from stargan_jax import config as config_lib
 from stargan_jax import input_pipeline
 from stargan_jax import labels as labels_lib
 from stargan_jax import metric_writer
 from stargan_jax import models
-from stargan_jax.evaluation import pixels
 from stargan_jax import sampling
 from stargan_jax import steps
+from stargan_jax.evaluation import pixels
 
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:
@@ -76,27 +77,17 @@ def jit_steps(model: steps.StarGAN, mesh: jax.sharding.Mesh):
   return init_fn, d_step, g_step
 
 
-def checkpoint_meta(cfg: config_lib.Config, layout: labels_lib.LabelLayout) -> dict:
-  return {
-      'layout': layout.to_dict(),
-      'image_size': cfg.data.image_size,
-      'g_dim': layout.g_dim,
-      'cls_dim': layout.cls_dim,
-      'g_conv_dim': cfg.model.g_conv_dim,
-      'd_conv_dim': cfg.model.d_conv_dim,
-      'g_repeat_num': cfg.model.g_repeat_num,
-      'd_repeat_num': cfg.model.d_repeat_num,
-      'seed': cfg.run.seed,
-      'config': cfg.to_dict(),
-  }
+class WorkdirInUseError(cli.UserError, FileExistsError):
+  """A new run pointed at a run directory that already holds checkpoints."""
 
 
 class Trainer:
   """Builds data, model, state and compiled steps for a config and a workdir."""
 
   def __init__(self, cfg: config_lib.Config, workdir: str, devices=None):
-    self.cfg = cfg
+    self.cfg = cfg.check()
     self.workdir = os.path.abspath(os.path.expanduser(workdir))
+    self.run = ckpt_lib.RunDir(self.workdir)
     self.is_main = jax.process_index() == 0
     self.datasets = [
         input_pipeline.open_dataset(name, cfg.data.data_dir, cfg.data.image_size,
@@ -109,8 +100,8 @@ class Trainer:
     self.mesh = make_mesh(devices)
     n_dev = self.mesh.devices.size
     if cfg.data.batch_size % n_dev:
-      raise ValueError(f'--batch_size={cfg.data.batch_size} must be divisible by the number of '
-                       f'devices ({n_dev})')
+      raise cli.UserError(f'--batch_size={cfg.data.batch_size} must be divisible by the number '
+                          f'of devices ({n_dev})')
     self.replicated, self.batch_sharding = shardings(self.mesh)
     # The keys are made on the mesh, replicated: a key on one device would be
     # copied to every device at every step (an implicit transfer per step).
@@ -120,8 +111,8 @@ class Trainer:
         out_shardings=self.replicated)(root)
     self.init_fn, self.d_step, self.g_step = jit_steps(self.model, self.mesh)
     self.translate_fn = jax.jit(self.model.translate)
-    self.meta = checkpoint_meta(cfg, self.layout)
-    self.checkpointer = ckpt_lib.Checkpointer(os.path.join(self.workdir, 'checkpoints'),
+    self.meta = ckpt_lib.build_meta(cfg, self.layout)
+    self.checkpointer = ckpt_lib.Checkpointer(self.run.checkpoints,
                                               keep=cfg.run.keep_checkpoints)
 
   # -- data ------------------------------------------------------------------
@@ -189,7 +180,7 @@ class Trainer:
     iterators = self.train_iterators()
     existing = self.checkpointer.latest_step()
     if existing is not None and not resume:
-      raise FileExistsError(
+      raise WorkdirInUseError(
           f'{self.checkpointer.directory} already holds checkpoints (latest step {existing}); '
           f'pass --resume to continue that run or choose another --workdir')
     if resume and existing is not None:
@@ -206,7 +197,7 @@ class Trainer:
     self._log(f'G parameters: {g_count:,}  D parameters: {d_count:,}  devices: '
               f'{jax.device_count()} ({jax.devices()[0].platform}), hosts: {jax.process_count()}')
 
-    writer = metric_writer.MetricWriter(os.path.join(self.workdir, 'tensorboard'), self.is_main)
+    writer = metric_writer.MetricWriter(self.run.tensorboard, self.is_main)
     fixed = [self._fixed_batch(d) for d in self.datasets]
     pending: dict[str, Any] = {}
     t0, it0 = time.time(), start
@@ -228,8 +219,7 @@ class Trainer:
         if self.is_main:
           writer.scalars(done, values)
       if done % cfg.run.sample_every == 0 or done == total:
-        self.write_samples(state, fixed, os.path.join(self.workdir, 'samples',
-                                                      f'{done:06d}-images.png'))
+        self.write_samples(state, fixed, os.path.join(self.run.samples, f'{done:06d}-images.png'))
       if done % cfg.run.checkpoint_every == 0 or done == total:
         data_state = {'iterators': [it_ds.get_state() for it_ds in iterators]}
         self.checkpointer.save(done, state, self.meta, data_state)
@@ -267,44 +257,6 @@ class Trainer:
       paths.append(p)
     return paths
 
-  def test(self, step: int | None = None, out_dir: str | None = None, limit: int | None = None,
-           use_ema: bool = True):
-    """Writes translation grids for the test split of every dataset (``--mode=test``).
-
-    With G's EMA when the checkpoint has one, unless ``use_ema=False``.
-    """
-    state, meta, _ = self.restore(step, with_data=False)
-    out_dir = out_dir or os.path.join(self.workdir, 'results')
-    g_params = self.generator_params(state, use_ema)
-    written = []
-    for i, d in enumerate(self.datasets):
-      for k, batch in enumerate(input_pipeline.eval_batches(d, self.cfg.run.num_samples,
-                                                            limit=limit)):
-        cols = sampling.translation_columns(self._translate_np, g_params, self.layout, i,
-                                            batch['image'], batch['label'])
-        name = f'{k + 1:04d}-images.png' if len(self.datasets) == 1 else f'{d.name}-{k + 1:04d}-images.png'
-        if self.is_main:
-          written.append(sampling.save_png(sampling.grid(cols), os.path.join(out_dir, name)))
-    weights = 'EMA' if g_params is state.g_ema_params else 'raw'
-    self._log(f'Wrote {len(written)} grids from step {int(state.step)} ({weights} G weights) to '
-              f'{out_dir}')
-    return written
-
-  def pixel_accuracy(self, state, limit: int | None = None, use_ema: bool = True) -> dict | None:
-    """Pixel-reader translation accuracy on the test split (built-in datasets only).
-
-    Of G's EMA when the state has one, unless ``use_ema=False``.
-    """
-    if not all(d.name in pixels.READABLE for d in self.datasets):
-      return None
-    results = {}
-    for i, d in enumerate(self.datasets):
-      batches = input_pipeline.eval_batches(d, 100, limit=limit)
-      results[d.name] = pixels.evaluate(self._translate_np,
-                                            self.generator_params(state, use_ema), self.layout,
-                                            batches, dataset=i)
-    return results
-
 
 def _hms(seconds: float) -> str:
   seconds = int(seconds)
@@ -316,7 +268,8 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str, resume: bool = Fals
   state = trainer.train(resume=resume)
   summary = {'step': int(state.step)}
   if cfg.run.eval_at_end:
-    acc = trainer.pixel_accuracy(state)
+    acc = pixels.translation_accuracy(trainer._translate_np, trainer.generator_params(state),
+                                      trainer.layout, trainer.datasets)
     if acc is not None:
       summary['pixel_accuracy'] = acc
       for src, per_target in acc.items():
@@ -328,7 +281,7 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str, resume: bool = Fals
               f'{r["all_labels_accuracy"]:.1%}, content preserved {r["content_preserved"]:.1%}, '
               f'target reached with content preserved {r["success"]:.1%}')
       if trainer.is_main:
-        with open(os.path.join(trainer.workdir, 'pixel_accuracy.json'), 'w') as f:
+        with open(trainer.run.pixel_accuracy, 'w') as f:
           json.dump(acc, f, indent=2)
   trainer.checkpointer.close()
   return summary
