@@ -113,6 +113,10 @@ _FIELDS = {
 }
 
 
+# What --mode=test reads from the flags; the rest comes from the checkpoint's meta.
+_TEST_FLAGS = ('data_dir', 'num_samples')
+
+
 def config_from_flags() -> config_lib.Config:
   cfg = config_lib.PRESETS[FLAGS.preset]()
   for group, names in _FIELDS.items():
@@ -140,6 +144,12 @@ def main(args):
                          mode=FLAGS.distributed)
   if FLAGS.mode == 'test':
     from stargan_jax import inference
+    ignored = [f'--{n}' for names in _FIELDS.values() for n in names
+               if FLAGS[n].present and n not in _TEST_FLAGS]
+    ignored += [f'--{n}' for n in ('datasets', 'attrs', 'preset', 'resume') if FLAGS[n].present]
+    if ignored:
+      print(f'--mode=test takes the model, its labels and sizes from the checkpoint; '
+            f'ignoring {", ".join(ignored)}', flush=True)
     loaded = inference.load_model(FLAGS.workdir, FLAGS.test_step, use_ema=FLAGS.use_ema)
     inference.write_test_grids(loaded, data_dir=FLAGS.data_dir, num_samples=FLAGS.num_samples)
     return

@@ -106,6 +106,7 @@ def test_cli_train_then_test_mode(data_dir, tmp_path):
                        text=True, env=env, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
   assert '(raw G weights)' in out.stdout
+  assert 'ignoring --batch_size, --g_conv_dim, --d_conv_dim, --g_repeat_num' in out.stdout
   results = sorted(os.listdir(tmp_path / 'results'))
   assert len(results) == 250 and results[0] == '0001-images.png'  # 500 test images, 2 per grid
   # --mode=test needs nothing but the run directory (the model comes from the checkpoint).
