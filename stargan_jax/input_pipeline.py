@@ -1,6 +1,7 @@
 """Input pipeline: prepared TFDS datasets read with ``tfds.data_source``, fed by grain.
 
-The only module of the library that touches tfds and grain. Training batches
+With ``stargan_jax.datasets`` (the builders, which it opens by name), the only
+part of the library that touches tfds and grain. Training batches
 are deterministic given the seed: the dataset is shuffled per epoch, then
 randomly flipped per element (both seeded by element position), and the
 global batch ``b`` is split over ``process_count`` hosts so that host ``p``
@@ -11,22 +12,39 @@ exactly the batches an uninterrupted one would.
 
 Batches are dicts of numpy arrays: ``image`` N x H x W x 3 float32 in [-1, 1]
 and ``label`` N x c float32 (0/1 attributes, or one-hot classes).
+
+What the user asks for and the data cannot give (an unknown dataset, one not
+prepared or not at this image size, an unknown attribute, a batch larger than
+the dataset) raises a ``cli.UserError``: one ``error:`` line from the tools.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
+import re
 from typing import Any, Sequence
 
 import grain
 import numpy as np
-import tensorflow_datasets as tfds
-from PIL import Image
 
-from data_prep import registry
+from stargan_jax import cli
 from stargan_jax import labels as labels_lib
+from stargan_jax.datasets import common, registry
+
+UnknownDatasetError = registry.UnknownDatasetError
+
+
+class NotPreparedError(cli.UserError, FileNotFoundError):
+  """The dataset is not prepared in the data directory (and cannot be built here)."""
+
+
+class ImageSizeError(NotPreparedError):
+  """The dataset is prepared in the data directory, but at other image sizes."""
+
+
+class DataError(cli.UserError, ValueError):
+  """What was asked of a prepared dataset does not fit it (--attrs, --batch_size)."""
 
 
 @dataclasses.dataclass
@@ -37,17 +55,13 @@ class Dataset:
   spec: labels_lib.DomainSpec
   image_size: int
   sources: dict[str, Any]
-  label_indices: tuple[int, ...] | None  # attribute columns selected, in order
 
   def __len__(self):
     return len(self.sources['train'])
 
   def example(self, record) -> dict[str, np.ndarray]:
     """A TFDS record -> {'image': uint8 HxWx3 at image_size, 'label': float32 c}."""
-    image = np.asarray(record['image'])
-    if image.shape[0] != self.image_size or image.shape[1] != self.image_size:
-      image = np.asarray(Image.fromarray(image).resize((self.image_size, self.image_size),
-                                                       Image.BILINEAR))
+    image = np.asarray(record['image'])  # stored at image_size: the config is per size
     if self.spec.kind == labels_lib.CATEGORICAL:
       label = np.zeros(self.spec.c_dim, np.float32)
       label[int(record['label'])] = 1.0
@@ -60,7 +74,10 @@ class Dataset:
 def open_dataset(name: str, data_dir: str, image_size: int, attrs: Sequence[str] | None = None,
                  prepare: bool = True, manual_dir: str | None = None,
                  attrs_apply_to_categorical: bool = True) -> Dataset:
-  """Opens a prepared dataset (building the built-in ones on first use).
+  """Opens a prepared dataset, building it on first use if it can be built here.
+
+  The drawn datasets (``registry.AUTO_PREPARE``) are built when missing, the
+  others when ``manual_dir`` holds their files; ``prepare=False`` never builds.
 
   ``attrs`` selects attribute labels by name, in the given order (attribute
   datasets only; default: the dataset's default selection or all of them).
@@ -72,15 +89,12 @@ def open_dataset(name: str, data_dir: str, image_size: int, attrs: Sequence[str]
     if prepare and (name in registry.AUTO_PREPARE or manual_dir is not None):
       builder = registry.prepare(name, data_dir, image_size, manual_dir)
     else:
-      raise FileNotFoundError(
-          f'dataset {name!r} at {image_size} px is not prepared in {data_dir!r} '
-          f'(looked for {builder.data_dir}). Build it first with: python -m data_prep.build '
-          f'--dataset={name} --image_size={image_size} --data_dir={data_dir} --manual_dir=DIR')
+      _raise_not_prepared(name, data_dir, image_size, builder)
   features = builder.info.features
   if 'label' in features:
     if attrs and attrs_apply_to_categorical:
-      raise ValueError(f'dataset {name!r} is categorical (classes {features["label"].names}); '
-                       f'--attrs does not apply to it, got {list(attrs)}')
+      raise DataError(f'dataset {name!r} is categorical (classes {features["label"].names}); '
+                      f'--attrs does not apply to it, got {list(attrs)}')
     spec = labels_lib.DomainSpec(name, tuple(features['label'].names), labels_lib.CATEGORICAL)
   else:
     valid = tuple(features['attributes'].keys())
@@ -88,13 +102,48 @@ def open_dataset(name: str, data_dir: str, image_size: int, attrs: Sequence[str]
       attrs = registry.default_attributes(name) or valid
     unknown = [a for a in attrs if a not in valid]
     if unknown:
-      raise ValueError(f'unknown attribute(s) {unknown} for dataset {name!r}; '
-                       f'valid attributes: {", ".join(valid)}')
+      raise DataError(f'unknown attribute(s) {unknown} for dataset {name!r}; '
+                      f'valid attributes: {", ".join(valid)}')
     attrs = tuple(attrs)
     spec = labels_lib.DomainSpec(name, attrs, labels_lib.ATTRIBUTES,
                                  labels_lib.exclusive_group(attrs))
   sources = {split: builder.as_data_source(split=split) for split in builder.info.splits}
-  return Dataset(name, spec, image_size, sources, None)
+  return Dataset(name, spec, image_size, sources)
+
+
+def prepared_sizes(builder) -> list[int]:
+  """The image sizes this builder's dataset is prepared at in its data_dir (other options equal).
+
+  TFDS stores a config as ``DATA_DIR/<builder>/<config>/<version>``, and every
+  config name here holds its size as ``<size>px``.
+  """
+  config = builder.builder_config
+  builder_dir = os.path.dirname(os.path.dirname(os.fspath(builder.data_path)))
+  head, _, tail = config.name.rpartition(f'{config.image_size}px')
+  pattern = re.compile(re.escape(head) + r'(\d+)px' + re.escape(tail) + '$')
+  sizes = []
+  for entry in common.list_dir(builder_dir):
+    m = pattern.match(entry)
+    info = os.path.join(builder_dir, entry, str(builder.version), 'dataset_info.json')
+    if m and os.path.exists(info):
+      sizes.append(int(m.group(1)))
+  return sorted(sizes)
+
+
+def _raise_not_prepared(name: str, data_dir: str, image_size: int, builder) -> None:
+  build = (f'python -m data_prep.build --dataset={name} --image_size={image_size} '
+           f'--data_dir={data_dir}')
+  if name not in registry.AUTO_PREPARE:
+    build += ' --manual_dir=DIR'
+  sizes = prepared_sizes(builder)
+  if sizes:
+    raise ImageSizeError(
+        f'dataset {name!r} is prepared in {data_dir!r} at {", ".join(f"{s} px" for s in sizes)}, '
+        f'not at {image_size} px: train at a prepared size (--image_size), or build this one '
+        f'with: {build}')
+  raise NotPreparedError(
+      f'dataset {name!r} at {image_size} px is not prepared in {data_dir!r} '
+      f'(looked for {builder.data_dir}). Build it first with: {build}')
 
 
 class _ToExample(grain.transforms.Map):
@@ -144,10 +193,10 @@ def train_iterator(dataset: Dataset, global_batch: int, seed: int, *, process_in
                    process_count: int = 1, num_threads: int = 4, prefetch: int = 4):
   """An endless, checkpointable iterator of this host's share of training batches."""
   if global_batch % process_count:
-    raise ValueError(f'batch size {global_batch} is not divisible by the number of hosts '
+    raise DataError(f'batch size {global_batch} is not divisible by the number of hosts '
                      f'{process_count}')
   if len(dataset) < global_batch:
-    raise ValueError(f'dataset {dataset.name!r} has {len(dataset)} training images, fewer than '
+    raise DataError(f'dataset {dataset.name!r} has {len(dataset)} training images, fewer than '
                      f'the batch size {global_batch}')
   ds = grain.MapDataset.source(dataset.sources['train']).shuffle(seed=seed).repeat(None)
   ds = ds.map(_ToExample(dataset)).random_map(_RandomFlip(), seed=seed + 1)
@@ -165,10 +214,3 @@ def eval_batches(dataset: Dataset, batch_size: int, split: str = 'test', limit: 
   ds = ds.batch(batch_size, drop_remainder=False).map(_normalize)
   yield from ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=2))
 
-
-def iterator_state(it) -> bytes:
-  return json.dumps(it.get_state()).encode()
-
-
-def restore_iterator_state(it, state: bytes) -> None:
-  it.set_state(json.loads(state.decode() if isinstance(state, bytes) else state))

@@ -13,7 +13,7 @@ import zipfile
 import numpy as np
 from PIL import Image
 
-from data_prep import celeba, rafd
+from stargan_jax.datasets import celeba, rafd
 
 
 def image(width: int, height: int, crop: int | None, seed: int) -> np.ndarray:

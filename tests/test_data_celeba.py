@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import datasets_testdata as D
-from data_prep import _common, celeba, registry
+from stargan_jax.datasets import celeba, common, registry
 from stargan_jax import input_pipeline
 
 
@@ -112,7 +112,7 @@ def test_attribute_selection_by_name_and_unknown_names(tmp_path):
 
 def test_missing_manual_files_show_the_layout_and_the_command(tmp_path):
   (tmp_path / 'manual').mkdir()
-  with pytest.raises(_common.LayoutError) as e:
+  with pytest.raises(common.LayoutError) as e:
     registry.prepare('celeba', str(tmp_path / 'tfds'), 32, manual_dir=str(tmp_path / 'manual'))
   msg = str(e.value)
   assert 'list_attr_celeba.txt and the images not found' in msg
@@ -122,9 +122,9 @@ def test_missing_manual_files_show_the_layout_and_the_command(tmp_path):
   # Images without the attribute file.
   D.write_jpeg(str(tmp_path / 'manual' / 'img_align_celeba' / '000001.jpg'),
                D.image(178, 218, 178, 0))
-  with pytest.raises(_common.LayoutError, match='list_attr_celeba.txt not found'):
+  with pytest.raises(common.LayoutError, match='list_attr_celeba.txt not found'):
     registry.prepare('celeba', str(tmp_path / 'tfds'), 32, manual_dir=str(tmp_path / 'manual'))
-  with pytest.raises(_common.LayoutError, match='no --manual_dir was given'):
+  with pytest.raises(common.LayoutError, match='no --manual_dir was given'):
     registry.prepare('celeba', str(tmp_path / 'tfds'), 32)
 
 
@@ -174,15 +174,15 @@ def test_corrupt_and_truncated_images_are_named_or_skipped_and_counted(tmp_path)
   data = (images / '000015.jpg').read_bytes()
   (images / '000015.jpg').write_bytes(data[:len(data) // 2])
   data_dir = str(tmp_path / 'tfds')
-  with pytest.raises(_common.CorruptImageError,
+  with pytest.raises(common.CorruptImageError,
                      match=r'cannot read image 0000(07|15)\.jpg.*--skip_corrupt'):
     registry.prepare('celeba', data_dir, 32, manual_dir=str(manual), test_count=4,
                      num_workers=1)
   b = registry.get_builder('celeba', data_dir, 32)
   assert not b.is_prepared()
-  with pytest.raises(_common.CorruptImageError, match=r'000015.jpg: OSError: image file is '
+  with pytest.raises(common.CorruptImageError, match=r'000015.jpg: OSError: image file is '
                                                       r'truncated'):
-    _common.preprocess(str(images / '000015.jpg'), '000015.jpg', 178, 32)
+    common.preprocess(str(images / '000015.jpg'), '000015.jpg', 178, 32)
   b = registry.prepare('celeba', data_dir, 32, manual_dir=str(manual), test_count=4,
                        skip_corrupt=True, num_workers=2)
   assert sorted(b.skipped) == ['000007.jpg', '000015.jpg']
@@ -199,7 +199,7 @@ def test_a_failed_or_interrupted_build_never_loads_as_complete(tmp_path):
   _, test = celeba.split_of_names([f'{i:06d}.jpg' for i in range(1, 25)], 4)
   (manual / 'celeba' / 'images' / test[-1]).write_bytes(b'\xff\xd8\xff garbage')
   data_dir = str(tmp_path / 'tfds')
-  with pytest.raises(_common.CorruptImageError, match=test[-1]):
+  with pytest.raises(common.CorruptImageError, match=test[-1]):
     registry.prepare('celeba', data_dir, 32, manual_dir=str(manual), test_count=4)
   assert not registry.get_builder('celeba', data_dir, 32).is_prepared()
   assert not os.path.exists(os.path.join(data_dir, 'stargan_celeba', '32px', '1.0.0'))
@@ -221,7 +221,7 @@ def test_image_smaller_than_the_crop(tmp_path):
   manual = tmp_path / 'manual'
   D.write_celeba(str(manual), 24)
   D.write_jpeg(str(manual / 'celeba' / 'images' / '000005.jpg'), D.image(170, 200, 170, 0))
-  with pytest.raises(_common.ImageTooSmallError, match=r'image 000005.jpg is 170x200 pixels, '
+  with pytest.raises(common.ImageTooSmallError, match=r'image 000005.jpg is 170x200 pixels, '
                                                        r'smaller than the 178x178 centre crop'):
     registry.prepare('celeba', str(tmp_path / 'tfds'), 32, manual_dir=str(manual), test_count=4)
 

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 import datasets_testdata as D
-from data_prep import _common, folders, registry
-from stargan_jax import input_pipeline
+from stargan_jax import cli, images, input_pipeline
+from stargan_jax.datasets import common, folders, registry
 
 CLASSES = ('cats', 'dogs', 'owls')
 
@@ -110,7 +110,7 @@ def test_crop_default_square_and_explicit(tmp_path):
   jrecord = j.as_data_source('test')[0]
   assert jrecord['file_name'] == record['file_name']
   assert np.abs(jrecord['image'].astype(int) - record['image']).mean() < 3
-  with pytest.raises(_common.ImageTooSmallError, match=r'image a/img_00[01].jpg is 48x40 pixels, '
+  with pytest.raises(common.ImageTooSmallError, match=r'image a/img_00[01].jpg is 48x40 pixels, '
                                                        r'smaller than the 44x44 centre crop'):
     registry.prepare('folder', str(tmp_path / 'tfds2'), 32, manual_dir=manual, crop_size=44)
 
@@ -133,7 +133,7 @@ def test_exif_orientation_is_applied(tmp_path):
 
 def test_folder_bad_input(tmp_path):
   assert folders.make_config('pets', 64).name == 'pets_64px'
-  with pytest.raises(_common.LayoutError) as e:
+  with pytest.raises(common.LayoutError) as e:
     registry.prepare('folder:mine', str(tmp_path / 'tfds'), 32, manual_dir=str(tmp_path / 'no'))
   assert 'MANUAL_DIR/<class>/*.jpg' in str(e.value) and 'list_attr.txt' in str(e.value)
   assert 'python -m data_prep.build --dataset=folder:mine --image_size=32' in str(e.value)
@@ -145,11 +145,11 @@ def test_folder_bad_input(tmp_path):
     registry.prepare('folder', str(tmp_path / 'tfds'), 32, manual_dir=manual)
   # Images outside any class folder; a single class.
   D.write_jpeg(os.path.join(manual, 'loose.jpg'), D.image(40, 40, None, 0))
-  with pytest.raises(_common.LayoutError, match=r'1 image\(s\) lie directly in it, in no class '
+  with pytest.raises(common.LayoutError, match=r'1 image\(s\) lie directly in it, in no class '
                                                 r'folder: loose.jpg'):
     registry.prepare('folder', str(tmp_path / 'tfds'), 32, manual_dir=manual)
   one = D.write_class_folders(str(tmp_path / 'one'), ('a',), per_class=3)
-  with pytest.raises(_common.LayoutError, match=r'1 class folder\(s\); StarGAN needs 2 or more'):
+  with pytest.raises(common.LayoutError, match=r'1 class folder\(s\); StarGAN needs 2 or more'):
     registry.prepare('folder', str(tmp_path / 'tfds'), 32, manual_dir=one)
   # Attribute rows naming missing files, and images with no row.
   faces = tmp_path / 'faces'
@@ -204,3 +204,54 @@ def test_one_build_command_for_your_own_images(tmp_path):
   assert 'prepared stargan_image_folder/cli_32px/1.0.0' in out.stdout
   assert '(test: 2, train: 7)' in out.stdout
   assert 'skipped 1 corrupt image(s): b/img_002.jpg' in out.stdout
+
+
+def test_user_mistakes_are_one_error_line(tmp_path, capsys):
+  """Bad flags, files and names: a cli.UserError, printed as one error: line with status 2."""
+  from data_prep import build
+  manual = D.write_class_folders(str(tmp_path / 'm'), ('a', 'b'), per_class=3)
+  data_dir = str(tmp_path / 'tfds')
+  cases = [
+      (['--dataset=folders'], "unknown dataset 'folders'; known datasets: celeba"),
+      (['--datasets=celeba,rafd'], 'one dataset per command'),
+      (['--dataset=procedural', '--crop_size=10'], 'procedural does not take --crop_size'),
+      (['--dataset=folder', f'--manual_dir={manual}', '--test_count=9'],
+       '--test_count=9 must be between 1 and 2'),
+      (['--dataset=folder:x', f'--manual_dir={tmp_path / "none"}'],
+       'image folder: --manual_dir must be a folder of your images'),
+  ]
+  for argv, message in cases:
+    assert build.main([*argv, f'--data_dir={data_dir}', '--image_size=32']) == 2, argv
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and message in err, (argv, err)
+  # --datasets is the trainer's name for the same flag.
+  assert build.main(['--datasets=folder:ab', f'--manual_dir={manual}', f'--data_dir={data_dir}',
+                     '--image_size=32', '--num_workers=1']) == 0
+  assert 'prepared stargan_image_folder/ab_32px/1.0.0' in capsys.readouterr().out
+  # Opening it at a size it was not built at names the sizes it has.
+  with pytest.raises(input_pipeline.ImageSizeError, match=r"'folder:ab' is prepared in .* at "
+                                                          r'32 px, not at 64 px'):
+    input_pipeline.open_dataset('folder:ab', data_dir, 64)
+  for error in (input_pipeline.NotPreparedError, input_pipeline.DataError,
+                registry.UnknownDatasetError, common.BuildError, common.LayoutError,
+                common.CorruptImageError, images.UnreadableImageError):
+    assert issubclass(error, cli.UserError), error
+  with pytest.raises(cli.UserError, match=r"unknown attribute\(s\) \['x'\]|categorical"):
+    input_pipeline.open_dataset('folder:ab', data_dir, 32, attrs=['x'])
+
+
+def test_one_definition_of_an_image_file_and_the_crop():
+  # The builder and translate take the same files (stargan_jax.images).
+  assert images.is_image_file('a/B.JPG') and images.is_image_file('x.gif')
+  assert not images.is_image_file('.hidden.png') and not images.is_image_file('notes.txt')
+  # torchvision CenterCrop's rounding: CelebA's 178x218 -> top 20; 137x99 square 50 -> (44, 24).
+  assert images.center_crop_box(178, 218, 178) == (0, 20, 178, 198)
+  assert images.center_crop_box(137, 99, 50) == images.center_crop_box(137, 99, 50, 50) == (
+      44, 24, 94, 74)
+  x = np.random.default_rng(0).integers(0, 256, (218, 178, 3), dtype=np.uint8)
+  out = images.crop_and_resize(Image.fromarray(x), 32, 178)
+  np.testing.assert_array_equal(np.asarray(out), np.asarray(
+      Image.fromarray(x).crop((0, 20, 178, 198)).resize((32, 32), Image.BILINEAR)))
+  assert images.crop_and_resize(Image.fromarray(x), 178).size == (178, 178)  # largest square
+  with pytest.raises(images.UnreadableImageError, match=r'cannot read image x.jpg: '):
+    images.open_rgb(b'not an image', 'x.jpg')

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 import datasets_testdata as D
-from data_prep import _common, rafd, registry
+from stargan_jax.datasets import common, rafd, registry
 from stargan_jax import input_pipeline
 
 
@@ -49,7 +49,7 @@ def test_reference_layout_centre_crop_256_and_configurable(tmp_path):
   b = registry.prepare('rafd', str(tmp_path / 'tfds2'), 32, manual_dir=str(tmp_path / 'manual'),
                        crop_size=280)
   assert b.as_data_source('test')[0]['image'][0, :, 0].astype(int).mean() > 150
-  with pytest.raises(_common.ImageTooSmallError, match=r'is 280x300 pixels, smaller than the '
+  with pytest.raises(common.ImageTooSmallError, match=r'is 280x300 pixels, smaller than the '
                                                        r'320x320 centre crop; use a smaller '
                                                        r'--crop_size'):
     registry.prepare('rafd', str(tmp_path / 'tfds3'), 32, manual_dir=str(tmp_path / 'manual'),
@@ -103,7 +103,7 @@ def test_raw_release_builds_with_no_person_in_both_splits(tmp_path):
 def test_rafd_bad_input(tmp_path):
   empty = tmp_path / 'empty'
   empty.mkdir()
-  with pytest.raises(_common.LayoutError) as e:
+  with pytest.raises(common.LayoutError) as e:
     registry.prepare('rafd', str(tmp_path / 'tfds'), 32, manual_dir=str(empty))
   assert 'MANUAL_DIR/RaFD/train/<expression>/*.jpg' in str(e.value)
   assert 'Rafd090_01_Caucasian_female_angry_frontal.jpg' in str(e.value)

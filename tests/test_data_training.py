@@ -5,8 +5,8 @@ import os
 import numpy as np
 
 import datasets_testdata as D
-from data_prep import registry
 from stargan_jax import input_benchmark, input_pipeline
+from stargan_jax.datasets import registry
 
 
 def _prepare_all(tmp_path):
@@ -53,10 +53,10 @@ def test_host_shares_and_resumption_on_a_built_dataset(tmp_path):
     halves = [next(h) for h in hosts]
     np.testing.assert_array_equal(np.concatenate([h['image'] for h in halves]), batch['image'])
     np.testing.assert_array_equal(np.concatenate([h['label'] for h in halves]), batch['label'])
-  state = input_pipeline.iterator_state(full)
+  state = full.get_state()  # what the trainer saves in its checkpoint
   expected = next(full)
   resumed = input_pipeline.train_iterator(ds, 8, seed=3, num_threads=1)
-  input_pipeline.restore_iterator_state(resumed, state)
+  resumed.set_state(state)
   np.testing.assert_array_equal(next(resumed)['image'], expected['image'])
   assert expected['image'].min() >= -1.0 and expected['image'].max() <= 1.0
 

@@ -1,16 +1,14 @@
 """The built-in face datasets: determinism, label/content independence, pixel readers."""
 
 import dataclasses
-import functools
 
 import numpy as np
 import pytest
 
-from data_prep import faces as faces_data
-from data_prep import registry
 from stargan_jax import faces
 from stargan_jax import input_pipeline
 from stargan_jax import labels as labels_lib
+from stargan_jax.datasets import drawn, registry
 from stargan_jax.evaluation import pixels
 
 # Images per size for the reader tests, and the lowest rate each must reach.
@@ -170,12 +168,11 @@ def test_readers_take_the_pipeline_float_images():
 
 def test_builder_options_are_checked():
   with pytest.raises(ValueError, match='image_size'):
-    faces_data.make_config(image_size=16)
+    drawn.faces_config(image_size=16)
   with pytest.raises(ValueError, match='kind'):
-    faces_data.make_config(kind='colours')
-  with pytest.raises(ValueError, match='take no'):
+    drawn.faces_config(kind='colours')
+  with pytest.raises(ValueError, match='faces does not take --crop_size'):
     registry.get_builder('faces', '/tmp/unused', 32, crop_size=10)
-  assert registry.default_attributes('faces') == faces.ATTRIBUTE_NAMES
   assert {'faces', 'faces_expr'} <= set(registry.AUTO_PREPARE)
 
 
@@ -183,9 +180,14 @@ def test_builder_options_are_checked():
 def tiny_faces_dir(tmp_path_factory):
   """Both face datasets at 32 px, built through the registry with 48 train / 40 test images."""
   d = str(tmp_path_factory.mktemp('tfds_faces'))
-  small = functools.partial(faces_data.builder, num_train=48, num_test=40)
+
+  def small(kind):
+    return lambda data_dir, image_size, **_: drawn.faces_builder(
+        data_dir, kind=kind, image_size=image_size, num_train=48, num_test=40)
+
   with pytest.MonkeyPatch.context() as mp:
-    mp.setattr(registry.faces, 'builder', small)
+    mp.setitem(registry._FACTORIES, 'faces', small('attributes'))
+    mp.setitem(registry._FACTORIES, 'faces_expr', small('expressions'))
     yield d, mp
 
 

@@ -40,8 +40,9 @@ import re
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data_prep import _common
-from data_prep import celeba
+from stargan_jax import images
+from stargan_jax.datasets import celeba, common
+from stargan_jax.datasets.common import BuildError, MissingFilesError
 
 ATTR_FILE_NAMES = ('list_attr.txt', 'attributes.txt', 'list_attr_celeba.txt', 'list_attr.csv',
                    'list_attr_celeba.csv')
@@ -58,7 +59,7 @@ EXPECTED_LAYOUT = """\
 MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
 Put your own images in --manual_dir in one of these layouts:
 {EXPECTED_LAYOUT}
-then run: {_common.build_command('folder:NAME')}"""
+then run: {common.build_command('folder:NAME')}"""
 
 
 @dataclasses.dataclass
@@ -70,60 +71,55 @@ class Layout:
   attr_file: str | None = None
 
 
-def _subdirs(path: str) -> list[str]:
-  return [d for d in _common.list_dir(path)
-          if not d.startswith('.') and os.path.isdir(os.path.join(path, d))]
-
-
 def _check_names(names, what: str, where: str) -> None:
   bad = [n for n in names if not NAME_RE.match(n)]
   if bad:
-    raise ValueError(f'{what} names in {where} may use only letters, digits, "_", "." and "-": '
-                     f'{_common.some(bad)}')
+    raise BuildError(f'{what} names in {where} may use only letters, digits, "_", "." and "-": '
+                     f'{common.some(bad)}')
 
 
 def find_layout(manual_dir: str | None, attr_file: str | None = None,
                 dataset: str = 'folder:NAME', image_size: int = 128) -> Layout:
   """Which layout ``manual_dir`` is in, its classes or attributes; or a clear error."""
-  command = _common.build_command(dataset, image_size, manual_dir or 'DIR')
+  command = common.build_command(dataset, image_size, manual_dir or 'DIR')
   if not manual_dir or not os.path.isdir(manual_dir):
-    raise _common.LayoutError(f'image folder: --manual_dir must be a folder of your images '
-                              f'({_common.describe_dir(manual_dir)}). Expected:\n'
-                              f'{EXPECTED_LAYOUT}\nthen run: {command}')
+    raise common.LayoutError(f'image folder: --manual_dir must be a folder of your images '
+                             f'({common.describe_dir(manual_dir)}). Expected:\n'
+                             f'{EXPECTED_LAYOUT}\nthen run: {command}')
   if attr_file is not None:
     path = os.path.expanduser(attr_file)
     if not os.path.isabs(path) and not os.path.exists(path):
       path = os.path.join(manual_dir, path)
     if not os.path.isfile(path):
-      raise FileNotFoundError(f'--attr_file={attr_file}: no such file (also looked in '
+      raise MissingFilesError(f'--attr_file={attr_file}: no such file (also looked in '
                               f'{manual_dir})')
     attr_file = path
   else:
     attr_file = next((os.path.join(manual_dir, n) for n in ATTR_FILE_NAMES
                       if os.path.isfile(os.path.join(manual_dir, n))), None)
   if attr_file is not None:
-    images = os.path.join(manual_dir, 'images')
-    root = images if os.path.isdir(images) else manual_dir
+    image_dir = os.path.join(manual_dir, 'images')
+    root = image_dir if os.path.isdir(image_dir) else manual_dir
     names, _ = _read_attributes(attr_file)
     _check_names(names, 'attribute', attr_file)
     return Layout(ATTRIBUTES, 'attribute_file', root, names, attr_file)
-  dirs = _subdirs(manual_dir)
-  if {'train', 'test'} <= set(dirs) and _subdirs(os.path.join(manual_dir, 'train')):
-    classes = sorted(_subdirs(os.path.join(manual_dir, 'train')))
-    test_classes = sorted(_subdirs(os.path.join(manual_dir, 'test')))
+  dirs = common.subdirs(manual_dir)
+  if {'train', 'test'} <= set(dirs) and common.subdirs(os.path.join(manual_dir, 'train')):
+    classes = sorted(common.subdirs(os.path.join(manual_dir, 'train')))
+    test_classes = sorted(common.subdirs(os.path.join(manual_dir, 'test')))
     if classes != test_classes:
-      raise ValueError(f'{manual_dir}/train and {manual_dir}/test must hold the same class '
-                       f'folders; only in train: {_common.some(set(classes) - set(test_classes))}'
-                       f'; only in test: {_common.some(set(test_classes) - set(classes))}')
+      raise BuildError(f'{manual_dir}/train and {manual_dir}/test must hold the same class '
+                       f'folders; only in train: {common.some(set(classes) - set(test_classes))}'
+                       f'; only in test: {common.some(set(test_classes) - set(classes))}')
     layout = 'class_folders_split'
   else:
     classes, layout = sorted(dirs), 'class_folders'
-  loose = [f for f in _common.list_dir(manual_dir) if _common.is_image_file(f)]
+  loose = [f for f in common.list_dir(manual_dir) if images.is_image_file(f)]
   if len(classes) < 2 or loose:
-    why = (f'{len(loose)} image(s) lie directly in it, in no class folder: {_common.some(loose)}'
+    why = (f'{len(loose)} image(s) lie directly in it, in no class folder: {common.some(loose)}'
            if loose else f'it has {len(classes)} class folder(s); StarGAN needs 2 or more domains')
-    raise _common.LayoutError(f'image folder {manual_dir}: {why}. Expected:\n{EXPECTED_LAYOUT}\n'
-                              f'then run: {command}')
+    raise common.LayoutError(f'image folder {manual_dir}: {why}. Expected:\n{EXPECTED_LAYOUT}\n'
+                             f'then run: {command}')
   _check_names(classes, 'class folder', manual_dir)
   return Layout(CLASSES, layout, manual_dir, tuple(classes))
 
@@ -144,20 +140,12 @@ def class_splits(layout: Layout, test_fraction=None, test_count=None):
   for label, c in enumerate(layout.names):
     if layout.layout == 'class_folders_split':
       for split in out:
-        folder = os.path.join(layout.root, split, c)
-        paths = _common.images_under(folder)
-        if not paths:
-          raise ValueError(f'class folder {folder} holds no images (files ending in '
-                           f'{", ".join(_common.IMAGE_EXTENSIONS)})')
+        paths = common.images_in_class_folder(os.path.join(layout.root, split, c))
         out[split].extend((f'{split}/{c}/{p}', label) for p in paths)
     else:
       folder = os.path.join(layout.root, c)
-      paths = _common.images_under(folder)
-      if not paths:
-        raise ValueError(f'class folder {folder} holds no images (files ending in '
-                         f'{", ".join(_common.IMAGE_EXTENSIONS)})')
-      train, test = _common.split_names(paths, test_fraction, test_count,
-                                        what=f'class folder {folder}')
+      train, test = common.split_names(common.images_in_class_folder(folder), test_fraction,
+                                       test_count, what=f'class folder {folder}')
       out['train'].extend((f'{c}/{p}', label) for p in train)
       out['test'].extend((f'{c}/{p}', label) for p in test)
   return out
@@ -166,9 +154,9 @@ def class_splits(layout: Layout, test_fraction=None, test_count=None):
 def attribute_splits(layout: Layout, test_fraction=None, test_count=None):
   """{'train'|'test': [(relative path, {name: 0/1})]} for an attribute-file layout."""
   names, rows = _read_attributes(layout.attr_file)
-  images = _common.images_under(layout.root)
-  celeba.check_rows_match_images(layout.attr_file, (n for n, _ in rows), layout.root, images)
-  train, test = _common.split_names([n for n, _ in rows], test_fraction, test_count,
+  common.check_rows_match_images(layout.attr_file, (n for n, _ in rows), layout.root,
+                                 common.images_under(layout.root))
+  train, test = common.split_names([n for n, _ in rows], test_fraction, test_count,
                                     what=layout.attr_file)
   values = dict(rows)
   return {split: [(n, dict(zip(names, values[n]))) for n in split_names]
@@ -183,15 +171,14 @@ class FolderConfig(tfds.core.BuilderConfig):
 
 def make_config(label: str = 'default', image_size: int = 128) -> FolderConfig:
   if not LABEL_RE.match(label):
-    raise ValueError(f'a folder dataset\'s name (after "folder:") may use only letters, digits '
+    raise BuildError(f'a folder dataset\'s name (after "folder:") may use only letters, digits '
                      f'and "_", got {label!r}')
-  if not 16 <= image_size <= 1024:
-    raise ValueError(f'image_size must be in [16, 1024], got {image_size}')
+  common.check_image_size('folder datasets', image_size)
   return FolderConfig(name=f'{label}_{image_size}px', label=label, image_size=image_size,
                       description=f'your images "{label}", {image_size} px')
 
 
-class ImageFolder(_common.LocalFilesBuilder):
+class ImageFolder(common.LocalFilesBuilder):
   """Your images, labelled by class folder or by an attribute file."""
 
   name = 'stargan_image_folder'
@@ -203,7 +190,7 @@ class ImageFolder(_common.LocalFilesBuilder):
   def __init__(self, *, crop_size: int | None = None, test_fraction: float | None = None,
                test_count: int | None = None, attr_file: str | None = None, **kwargs):
     if test_fraction is not None and test_count is not None:
-      raise ValueError('give --test_fraction or --test_count, not both')
+      raise BuildError('give --test_fraction or --test_count, not both')
     self._crop_size, self._attr_file = crop_size, attr_file
     self._test_fraction, self._test_count = test_fraction, test_count
     self._layout = None
@@ -241,17 +228,12 @@ class ImageFolder(_common.LocalFilesBuilder):
       kind, names, image_format = self.layout().kind, self.layout().names, self._image_format
     else:  # not prepared and nothing to prepare from: placeholder labels
       kind, names, image_format = CLASSES, ('a', 'b'), self._image_format
-    size = self.builder_config.image_size
-    features = {'image': tfds.features.Image(shape=(size, size, 3), encoding_format=image_format),
-                'file_name': tfds.features.Text()}
     if kind == CLASSES:
-      features['label'] = tfds.features.ClassLabel(names=names)
+      labels = {'label': tfds.features.ClassLabel(names=names)}
     else:
-      features['attributes'] = tfds.features.FeaturesDict(
-          {n: tfds.features.Scalar(dtype=np.int32) for n in names})
-    return self.dataset_info_from_configs(features=tfds.features.FeaturesDict(features),
-                                          metadata=tfds.core.MetadataDict(),
-                                          disable_shuffling=True)
+      labels = {'attributes': tfds.features.FeaturesDict(
+          {n: tfds.features.Scalar(dtype=np.int32) for n in names})}
+    return self.info_with_image(labels, image_format=image_format)
 
   def _split_generators(self, dl_manager):
     del dl_manager
@@ -273,14 +255,10 @@ def builder(data_dir: str, image_size: int, manual_dir: str | None = None,
             crop_size: int | None = None, test_fraction: float | None = None,
             test_count: int | None = None, attr_file: str | None = None,
             image_format: str = 'png', **unsupported) -> ImageFolder:
-  if unsupported:
-    raise ValueError(f'folder datasets do not take {", ".join("--" + k for k in unsupported)}')
-  if crop_size is not None and crop_size < 1:
-    raise ValueError(f'--crop_size must be positive, got {crop_size}')
-  config = make_config(label, image_size)
-  if config in ImageFolder.BUILDER_CONFIGS:
-    config = config.name
-  return ImageFolder(config=config, data_dir=data_dir, file_format='array_record',
-                     manual_dir=manual_dir, skip_corrupt=skip_corrupt, num_workers=num_workers,
-                     crop_size=crop_size, test_fraction=test_fraction, test_count=test_count,
-                     attr_file=attr_file, image_format=image_format)
+  common.reject_options('folder datasets', unsupported)
+  common.check_positive('crop_size', crop_size)
+  return common.open_builder(ImageFolder, data_dir, make_config(label, image_size),
+                             manual_dir=manual_dir, skip_corrupt=skip_corrupt,
+                             num_workers=num_workers, crop_size=crop_size,
+                             test_fraction=test_fraction, test_count=test_count,
+                             attr_file=attr_file, image_format=image_format)
