@@ -27,11 +27,17 @@ from typing import Mapping, Sequence
 
 import jax
 
+from stargan_jax import cli
+
 MODES = ('auto', 'detect', 'off')
 ENV_ADDRESS = 'JAX_COORDINATOR_ADDRESS'
 ENV_NUM_PROCESSES = 'JAX_NUM_PROCESSES'
 ENV_PROCESS_ID = 'JAX_PROCESS_ID'
 ENV_LOCAL_DEVICE_IDS = 'JAX_LOCAL_DEVICE_IDS'
+
+
+class SettingsError(cli.UserError, ValueError):
+  """Multi-host flags or environment variables that do not make a job."""
 
 
 def _env_int(env: Mapping[str, str], name: str) -> int | None:
@@ -41,7 +47,7 @@ def _env_int(env: Mapping[str, str], name: str) -> int | None:
   try:
     return int(value)
   except ValueError:
-    raise ValueError(f'environment variable {name}={value!r} must be an integer') from None
+    raise SettingsError(f'environment variable {name}={value!r} must be an integer') from None
 
 
 def _parse_ids(value, source: str) -> list[int] | None:
@@ -52,8 +58,8 @@ def _parse_ids(value, source: str) -> list[int] | None:
   try:
     return [int(v) for v in value]
   except (TypeError, ValueError):
-    raise ValueError(f'{source}={value!r} must be a comma-separated list of device ids '
-                     f'(e.g. 0,1)') from None
+    raise SettingsError(f'{source}={value!r} must be a comma-separated list of device ids '
+                        f'(e.g. 0,1)') from None
 
 
 def resolve(coordinator_address: str | None = None, num_processes: int | None = None,
@@ -66,7 +72,7 @@ def resolve(coordinator_address: str | None = None, num_processes: int | None = 
   """
   env = os.environ if env is None else env
   if mode not in MODES:
-    raise ValueError(f'--distributed must be one of {MODES}, got {mode!r}')
+    raise SettingsError(f'--distributed must be one of {MODES}, got {mode!r}')
   if mode == 'off':
     return None
   address = coordinator_address or env.get(ENV_ADDRESS) or None
@@ -76,13 +82,13 @@ def resolve(coordinator_address: str | None = None, num_processes: int | None = 
   if ids is None:
     ids = _parse_ids(env.get(ENV_LOCAL_DEVICE_IDS), ENV_LOCAL_DEVICE_IDS)
   if n is not None and n < 1:
-    raise ValueError(f'--num_processes (or {ENV_NUM_PROCESSES}) must be >= 1, got {n}')
+    raise SettingsError(f'--num_processes (or {ENV_NUM_PROCESSES}) must be >= 1, got {n}')
   if pid is not None and (pid < 0 or (n is not None and pid >= n)):
-    raise ValueError(f'--process_id (or {ENV_PROCESS_ID}) must be in [0, num_processes={n}), '
-                     f'got {pid}')
+    raise SettingsError(f'--process_id (or {ENV_PROCESS_ID}) must be in [0, num_processes={n}), '
+                        f'got {pid}')
   if address is not None and ':' not in address:
-    raise ValueError(f'--coordinator_address (or {ENV_ADDRESS}) must be host:port, got '
-                     f'{address!r}')
+    raise SettingsError(f'--coordinator_address (or {ENV_ADDRESS}) must be host:port, got '
+                        f'{address!r}')
   kwargs = {k: v for k, v in (('coordinator_address', address), ('num_processes', n),
                                ('process_id', pid), ('local_device_ids', ids)) if v is not None}
   if mode == 'detect':
@@ -94,7 +100,7 @@ def resolve(coordinator_address: str | None = None, num_processes: int | None = 
   missing = [flag for flag, v in (('--coordinator_address', address), ('--num_processes', n),
                                   ('--process_id', pid)) if v is None]
   if missing:
-    raise ValueError(
+    raise SettingsError(
         f'multi-host run half configured: {", ".join(missing)} not given (flags, or the '
         f'environment variables {ENV_ADDRESS}, {ENV_NUM_PROCESSES}, {ENV_PROCESS_ID}); '
         f'give all three, or --distributed=detect under SLURM/Open MPI/Kubernetes/Cloud TPU')
@@ -116,9 +122,3 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
   jax.distributed.initialize(initialization_timeout=initialization_timeout, **kwargs)
   return True
 
-
-def describe() -> str:
-  """One line: this process, the processes and the devices of the job."""
-  local = jax.local_devices()
-  return (f'process {jax.process_index()} of {jax.process_count()}, '
-          f'{len(local)} local / {jax.device_count()} global {local[0].platform} devices')

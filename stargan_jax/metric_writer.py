@@ -1,4 +1,4 @@
-"""Scalars to stdout and TensorBoard (tensorboardX writes event files without TensorFlow)."""
+"""Scalars to TensorBoard (tensorboardX writes event files without TensorFlow)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 
 class MetricWriter:
-  """Writes only on process 0; a no-op elsewhere."""
+  """Writes only on process 0 (``enabled``); a no-op elsewhere or without a logdir."""
 
   def __init__(self, logdir: str | None, enabled: bool = True):
     self._tb = None
@@ -14,16 +14,11 @@ class MetricWriter:
       from tensorboardX import SummaryWriter
       os.makedirs(logdir, exist_ok=True)
       self._tb = SummaryWriter(logdir)
-    self.enabled = enabled
 
   def scalars(self, step: int, values: dict) -> None:
     if self._tb is not None:
       for k, v in values.items():
         self._tb.add_scalar(k, float(v), step)
-
-  def flush(self):
-    if self._tb is not None:
-      self._tb.flush()
 
   def close(self):
     if self._tb is not None:

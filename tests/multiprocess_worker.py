@@ -129,7 +129,6 @@ def run_train(args):
   from stargan_jax import train
   assert joined == (args.num_processes > 1)
   assert jax.process_count() == args.num_processes, jax.process_count()
-  print(f'worker: {distributed.describe()}', flush=True)
   cfg = tiny_config(args.data_dir, args.iters)
   trainer = train.Trainer(cfg, args.workdir)
   first = next(trainer.train_iterators()[0])  # this host's share of the first global batch
