@@ -43,6 +43,8 @@ import dataclasses
 
 import numpy as np
 
+from stargan_jax.procedural import to_unit
+
 HAIR_NAMES = ('Black_Hair', 'Blond_Hair', 'Brown_Hair')
 ATTRIBUTE_NAMES = HAIR_NAMES + ('Male', 'Young')
 EXPRESSION_NAMES = ('angry', 'contemptuous', 'disgusted', 'fearful', 'happy', 'neutral', 'sad',
@@ -301,11 +303,16 @@ _OWN_CHROMA_MAX = 0.12  # chromaticity distance from the face's own skin
 _BACKGROUND_TOLERANCE = 0.09  # max channel difference from the fitted background plane
 
 
-def _to_unit(image) -> np.ndarray:
-  image = np.asarray(image)
-  if image.dtype == np.uint8:
-    return image.astype(np.float32) / 255.0
-  return (image.astype(np.float32) + 1.0) / 2.0
+def _pixel_centres(size: int, offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+  """x and y of every pixel's centre, in fractions of the image size, minus ``offset``."""
+  coords = (np.arange(size, dtype=np.float32) + 0.5) / size - offset
+  return np.meshgrid(coords, coords)
+
+
+def _face_coords(face: Face, size: int) -> tuple[np.ndarray, np.ndarray]:
+  """Every pixel's centre in the face's units, ``u`` across and ``v`` down."""
+  x, y = _pixel_centres(size)
+  return (x - face.cx) / face.rx, (y - face.cy) / face.ry
 
 
 def smooth(img: np.ndarray) -> np.ndarray:
@@ -347,16 +354,14 @@ def _background_plane(img: np.ndarray) -> np.ndarray:
   w = max(1, size // 32)
   ring = np.zeros((size, size), bool)
   ring[:w], ring[-w:], ring[:, :w], ring[:, -w:] = True, True, True, True
-  coords = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5
-  x, y = np.meshgrid(coords, coords)
+  x, y = _pixel_centres(size, 0.5)
   a = np.stack([np.ones_like(x), x, y], -1)
   coef, *_ = np.linalg.lstsq(a[ring], img[ring], rcond=None)
   return coef.astype(np.float32)
 
 
 def _plane_image(coef: np.ndarray, size: int) -> np.ndarray:
-  coords = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5
-  x, y = np.meshgrid(coords, coords)
+  x, y = _pixel_centres(size, 0.5)
   return np.stack([np.ones_like(x), x, y], -1) @ coef
 
 
@@ -432,7 +437,7 @@ def locate(image, fixed_mouth: bool = True) -> Face | None:
   (``faces_expr``) the lips' centroid moves with the mouth's shape by a tenth
   of the face's height, and the size is the skin's width alone.
   """
-  return _locate(_to_unit(image), fixed_mouth)
+  return _locate(to_unit(image), fixed_mouth)
 
 
 def _locate(img: np.ndarray, fixed_mouth: bool = True) -> Face | None:
@@ -486,8 +491,7 @@ def _lips_y(img: np.ndarray, face: Face) -> float | None:
   w = _mouth_weight(img, face) * _region(face, size, -0.5, 0.5, 0.0, 1.0)
   if w.sum() < 0.5:
     return None
-  coords = (np.arange(size, dtype=np.float32) + 0.5) / size
-  _, y = np.meshgrid(coords, coords)
+  _, y = _pixel_centres(size)
   return float((w * y).sum() / w.sum())
 
 
@@ -534,8 +538,7 @@ def _refine_by_eyes(img: np.ndarray, face: Face) -> Face:
   # face, so no background comes into it).
   threshold = skin_low + 0.3 * (float(_EYE_WHITE.min()) - skin_low)
   white = np.clip((low - threshold) / (float(_EYE_WHITE.min()) - threshold), 0.0, 1.0)
-  coords = (np.arange(size, dtype=np.float32) + 0.5) / size
-  _, y = np.meshgrid(coords, coords)
+  _, y = _pixel_centres(size)
   heights = []
   for lo, hi in ((-0.75, -0.05), (0.05, 0.75)):
     w = white * _region(face, size, lo, hi, -0.4, 0.25)
@@ -552,9 +555,7 @@ def _refine_by_eyes(img: np.ndarray, face: Face) -> Face:
 
 def _region(face: Face, size: int, u0, u1, v0, v1, mirror: bool = False) -> np.ndarray:
   """Pixels whose centres lie in a box of face units (and its mirror image)."""
-  coords = (np.arange(size, dtype=np.float32) + 0.5) / size
-  x, y = np.meshgrid(coords, coords)
-  u, v = (x - face.cx) / face.rx, (y - face.cy) / face.ry
+  u, v = _face_coords(face, size)
   inside = (v >= v0) & (v <= v1)
   box = (u >= u0) & (u <= u1)
   if mirror:
@@ -579,14 +580,20 @@ _MALE_THRESHOLD = 0.5
 _WRINKLE_THRESHOLD = 0.08  # mean darkness of the forehead's skin over this: not Young
 
 
+def _located(image) -> tuple[np.ndarray, Face, np.ndarray] | None:
+  """(the image in [0, 1], its face, the smoothed image), or None when no face is found."""
+  img = to_unit(image)
+  face = _locate(img)
+  return None if face is None else (img, face, smooth(img))
+
+
 def attribute_scores(image) -> dict | None:
   """The readers' evidence, before the thresholds (None: no face found)."""
-  img = _to_unit(image)
-  size = img.shape[0]
-  face = _locate(img)
-  if face is None:
+  found = _located(image)
+  if found is None:
     return None
-  sm = smooth(img)
+  img, face, sm = found
+  size = img.shape[0]
   hairy = _hair_like(sm, face)
   # Hair colour: a vote of the hair-like pixels above the fringe, each for its
   # nearest hair colour (mixed pixels at the edges are outvoted).
@@ -663,19 +670,16 @@ def _open_darkness(face: Face) -> float:
 
 def expression_features(image) -> dict | None:
   """Brow and mouth measurements in face units (None: no face found)."""
-  img = _to_unit(image)
-  size = img.shape[0]
   # The lips' centroid moves a little with the mouth's shape, but the
   # features below are relative (heights against each other), and it
   # places the regions better than the skin's width does at 32 px.
-  face = _locate(img)
-  if face is None:
+  found = _located(image)
+  if found is None:
     return None
-  sm = smooth(img)
+  img, face, sm = found
+  size = img.shape[0]
   dark = np.clip(_darkness(sm, face) - 0.15, 0.0, None)
-  coords = (np.arange(size, dtype=np.float32) + 0.5) / size
-  x, y = np.meshgrid(coords, coords)
-  u, v = (x - face.cx) / face.rx, (y - face.cy) / face.ry
+  u, v = _face_coords(face, size)
   # Brows: per side, the dark pixels' mean height over the inner and outer halves.
   brow_inner = _centroid(dark * _region(face, size, 0.1, 0.42, -0.62, -0.2, mirror=True), v)
   brow_outer = _centroid(dark * _region(face, size, 0.42, 0.75, -0.62, -0.2, mirror=True), v)
@@ -700,7 +704,6 @@ def expression_features(image) -> dict | None:
       'mouth_asymmetry': abs(heights[0] - heights[2]),
       'mouth_mass': float(total / (size * size * face.rx * face.ry)),
       'mouth_dark': (float(core.max()) if core.size else 0.0) / _open_darkness(face),
-      'mouth_spread_u': spread_u,
       'mouth_spread_u': spread_u,
   }
 

@@ -152,7 +152,8 @@ def sample_class_example(rng: np.random.Generator, size: int):
 # Pixel readers. Inputs: uint8 H x W x 3 or float in [-1, 1].
 
 
-def _to_unit(image) -> np.ndarray:
+def to_unit(image) -> np.ndarray:
+  """A uint8 image, or a float one in [-1, 1] (what the model sees) -> float32 in [0, 1]."""
   image = np.asarray(image)
   if image.dtype == np.uint8:
     return image.astype(np.float32) / 255.0
@@ -175,7 +176,7 @@ def smooth(img: np.ndarray) -> np.ndarray:
 
 def object_mask(image) -> np.ndarray:
   """Pixels of the object: chroma of the 3x3-smoothed image over a threshold."""
-  img = smooth(_to_unit(image))
+  img = smooth(to_unit(image))
   chroma = img.max(-1) - img.min(-1)
   return (chroma > _CHROMA_MASK) & _interior(img.shape[0])
 
@@ -185,7 +186,7 @@ def read_attributes(image) -> np.ndarray:
 
   An image with no visible object reads as all hues 0 (never a valid label).
   """
-  img = _to_unit(image)
+  img = to_unit(image)
   size = img.shape[0]
   attrs = np.zeros(len(ATTRIBUTE_NAMES), np.int64)
   mask = object_mask(img)
@@ -212,7 +213,7 @@ def read_class(image) -> int:
   the split whose two halves differ most in mean value, if by more than a
   threshold, names the pattern.
   """
-  img = _to_unit(image)
+  img = to_unit(image)
   size = img.shape[0]
   mask = object_mask(img)
   if mask.sum() < max(4, 0.01 * size * size):
@@ -243,11 +244,11 @@ def content_preserved(source, translated, min_iou: float = 0.6,
   a re-rendering of the same content with other labels always passes
   (tested for every target domain).
   """
-  # (Until v0.1.0 the masks were taken of the already smoothed [0, 1] images,
-  # which object_mask read as [-1, 1]: half the chroma, smoothed twice, so a
-  # perfect translation into Dark failed 25% of the time.)
+  # The masks of the inputs themselves: object_mask converts and smooths once;
+  # given the smoothed [0, 1] images below it would read them as [-1, 1], at
+  # half their chroma, and lose the object of a perfect Dark translation.
   ma, mb = object_mask(source), object_mask(translated)
-  a, b = smooth(_to_unit(source)), smooth(_to_unit(translated))
+  a, b = smooth(to_unit(source)), smooth(to_unit(translated))
   union = (ma | mb).sum()
   if union == 0:
     return False
