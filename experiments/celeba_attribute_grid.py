@@ -22,18 +22,28 @@ content is preserved (built-in only) and the mean absolute pixel change.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+from typing import Sequence
 
 import numpy as np
+from absl import flags
 
 from experiments import common
-from stargan_jax import evaluate
+from stargan_jax import cli
+from stargan_jax import inference
 from stargan_jax import input_pipeline
 from stargan_jax import labels as labels_lib
-from stargan_jax.evaluation import pixels
 from stargan_jax import procedural
+from stargan_jax.evaluation import pixels
+
+PROG = 'python -m experiments.celeba_attribute_grid'
+FLAGS = cli.flag_values()
+common.define_run_flags(FLAGS, default_datasets=['procedural'])
+flags.DEFINE_integer('num_images', 8, 'Rows of the figure.', flag_values=FLAGS)
+flags.DEFINE_integer('num_eval', 200, 'Test images for the numbers.', flag_values=FLAGS)
+flags.DEFINE_string('classifier_dir', None, 'Domain classifiers saved by stargan_jax.evaluate '
+                    '(default: WORKDIR/classifier).', flag_values=FLAGS)
 
 ROLES = (
     # (hair colours, gender, age)
@@ -48,7 +58,7 @@ def attribute_roles(spec: labels_lib.DomainSpec):
     present = tuple(h for h in hair if h in spec.names)
     if present and gender in spec.names and age in spec.names:
       return present, gender, age
-  raise ValueError(
+  raise cli.UserError(
       f'dataset {spec.dataset!r} has attributes {list(spec.names)}; this figure needs hair '
       f'colours + Male + Young (CelebA, faces) or Red/Green/Blue + Frame + Dark (procedural)')
 
@@ -132,46 +142,46 @@ def _pixel_readable(spec: labels_lib.DomainSpec) -> bool:
   return spec.dataset in pixels.READERS and not pixels.READERS[spec.dataset].categorical
 
 
-def run(argv=None) -> dict:
-  p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  common.add_run_flags(p, default_dataset='procedural')
-  p.add_argument('--num_images', type=int, default=8, help='Rows of the figure.')
-  p.add_argument('--num_eval', type=int, default=200, help='Test images for the numbers.')
-  p.add_argument('--classifier_dir', default=None,
-                 help='Domain classifiers saved by stargan_jax.evaluate (default: '
-                      'WORKDIR/classifier).')
-  args = p.parse_args(argv)
-  common.ensure_run(args)
-  loaded = evaluate.load_model(args.workdir, args.step, use_ema=args.use_ema)
+def run(argv: Sequence[str]) -> dict:
+  """Parses ``argv``, draws the figure and measures its columns; returns the numbers."""
+  common.parse(FLAGS, argv, PROG)
+  return make_figure()
+
+
+def make_figure() -> dict:
+  for name in ('num_images', 'num_eval'):
+    cli.require(FLAGS[name].value > 0, f'--{name} must be positive, got {FLAGS[name].value}')
+  common.ensure_run(FLAGS)
+  loaded = inference.load_model(FLAGS.workdir, FLAGS.step, use_ema=FLAGS.use_ema)
   layout = loaded.layout
   candidates = [j for j, s in enumerate(layout.specs) if s.kind == labels_lib.ATTRIBUTES]
   if not candidates:
-    raise ValueError(f'the checkpoint in {args.workdir} has no attribute dataset '
-                     f'({[s.dataset for s in layout.specs]}); this figure needs CelebA-like '
-                     f'attributes (see experiments/rafd_expression_grid.py for classes)')
+    raise cli.UserError(f'the checkpoint in {FLAGS.workdir} has no attribute dataset '
+                        f'({[s.dataset for s in layout.specs]}); this figure needs CelebA-like '
+                        f'attributes (see experiments/rafd_expression_grid.py for classes)')
   j = candidates[0]
   spec = layout.specs[j]
   cols, hair_idx = columns(spec)
-  dataset = evaluate.open_datasets(loaded, args.data_dir)[j]
+  dataset = inference.open_datasets(loaded, FLAGS.data_dir)[j]
   classifier = None
   if not _pixel_readable(spec):
-    classifier = common.find_classifier(loaded, j, args.classifier_dir)
+    classifier = common.find_classifier(loaded, j, FLAGS.classifier_dir)
 
   def translate(x, c):
     return loaded.translate_np(loaded.generator_params, x, layout.embed(j, c))
 
   # The figure.
-  batch = next(input_pipeline.eval_batches(dataset, args.num_images, limit=args.num_images))
+  batch = next(input_pipeline.eval_batches(dataset, FLAGS.num_images, limit=FLAGS.num_images))
   x, c_org = batch['image'], np.asarray(batch['label'], np.float32)
   images = [x] + [translate(x, fn(c_org)[0]) for _, fn in cols]
-  out = common.out_dir(args)
+  out = common.out_dir(FLAGS)
   png = common.labelled_grid(images, ['Input'] + [t for t, _ in cols],
                              os.path.join(out, 'celeba_attribute_grid.png'))
 
   # The numbers.
   stats = {t: {'reached': 0, 'content': 0, 'change': 0.0, 'n': 0} for t, _ in cols}
   can_read = True
-  for b in input_pipeline.eval_batches(dataset, 50, limit=args.num_eval):
+  for b in input_pipeline.eval_batches(dataset, 50, limit=FLAGS.num_eval):
     x, c_org = b['image'], np.asarray(b['label'], np.float32)
     for title, fn in cols:
       c_trg, changed = fn(c_org)
@@ -198,7 +208,7 @@ def run(argv=None) -> dict:
         'images': s['n'],
     }
   result = {
-      'figure': os.path.abspath(png), 'workdir': os.path.abspath(args.workdir),
+      'figure': os.path.abspath(png), 'workdir': os.path.abspath(FLAGS.workdir),
       'checkpoint_step': loaded.step, 'dataset': spec.dataset,
       'roles': dict(zip(('hair', 'gender', 'age'), attribute_roles(spec))),
       'reader': ('pixel readers' if _pixel_readable(spec) else
@@ -214,13 +224,11 @@ def run(argv=None) -> dict:
   return result
 
 
-def main(argv=None) -> int:
-  try:
-    run(argv)
-  except (FileNotFoundError, ValueError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
-  return 0
+@cli.command(FLAGS, PROG)
+def main(args):
+  cli.require(not args, f'unexpected arguments: {args}')
+  cli.quiet_libraries()
+  make_figure()
 
 
 if __name__ == '__main__':

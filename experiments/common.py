@@ -2,96 +2,96 @@
 
 Every script takes ``--workdir`` of a run of ``python -m stargan_jax.main``
 (or, with ``--train``, first trains a short one there on the built-in
-dataset) and reads everything else from its checkpoint.
+dataset) and reads everything else from its checkpoint. Each script declares
+its flags in its own registry (``stargan_jax.cli``) and offers ``run(argv)``,
+which parses and returns the numbers it writes, next to ``main(argv)``, which
+returns the exit status.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
+from typing import Sequence
 
 import numpy as np
+from absl import flags
 from PIL import Image, ImageDraw
 
+from stargan_jax import checkpoint as ckpt_lib
+from stargan_jax import cli
 from stargan_jax import config as config_lib
-from stargan_jax import evaluate
-from stargan_jax import input_pipeline
+from stargan_jax import inference
 from stargan_jax import sampling
+from stargan_jax.evaluation import report
 
 
-def add_run_flags(parser: argparse.ArgumentParser, default_dataset: str) -> None:
-  parser.add_argument('--workdir', required=True, help='Run directory of stargan_jax.main.')
-  parser.add_argument('--step', type=int, default=None, help='Checkpoint step (default: latest).')
-  parser.add_argument('--data_dir', default=None,
-                      help='TFDS data directory (default: the one the run was trained with).')
-  parser.add_argument('--out', default=None,
-                      help='Output directory (default: WORKDIR/experiments).')
-  evaluate.add_use_ema_flag(parser)
-  g = parser.add_argument_group('a short training run (only with --train)')
-  g.add_argument('--train', action='store_true',
-                 help='If WORKDIR has no checkpoint yet, first train one there (the demo config '
-                      'with the flags below).')
-  g.add_argument('--dataset', default=default_dataset,
-                 help=f'Dataset of the short run (default {default_dataset}).')
-  g.add_argument('--num_iters', type=int, default=2000, help='Iterations of the short run.')
-  g.add_argument('--image_size', type=int, default=None)
-  g.add_argument('--batch_size', type=int, default=None)
-  g.add_argument('--g_conv_dim', type=int, default=None)
-  g.add_argument('--d_conv_dim', type=int, default=None)
-  g.add_argument('--g_repeat_num', type=int, default=None)
-  g.add_argument('--d_repeat_num', type=int, default=None)
-  g.add_argument('--n_critic', type=int, default=None)
+def define_run_flags(fv: flags.FlagValues, default_datasets: Sequence[str]) -> None:
+  """--workdir, --step, --use_ema, --data_dir, --out, and the short run of --train."""
+  cli.define_run_flags(fv)
+  flags.DEFINE_string('out', None, 'Output folder (default: WORKDIR/experiments).',
+                      flag_values=fv)
+  flags.DEFINE_bool('train', False, 'If WORKDIR has no checkpoint yet, first train a short run '
+                    'there: the demo config with the flags below.', flag_values=fv)
+  flags.DEFINE_list('datasets', list(default_datasets), 'Dataset(s) of the short run (--train).',
+                    flag_values=fv)
+  flags.DEFINE_integer('num_iters', 2000, 'Iterations of the short run (--train).',
+                       flag_values=fv)
+  for name, group in _SHORT_RUN_FIELDS:
+    flags.DEFINE_integer(name, None, f'Short run (--train): {group}.{name} (default: the demo '
+                         "config's).", flag_values=fv)
+
+
+_SHORT_RUN_FIELDS = (('image_size', 'data'), ('batch_size', 'data'), ('g_conv_dim', 'model'),
+                     ('d_conv_dim', 'model'), ('g_repeat_num', 'model'), ('d_repeat_num', 'model'),
+                     ('n_critic', 'optim'))
+
+
+def parse(fv: flags.FlagValues, argv: Sequence[str], prog: str) -> None:
+  """Parses ``argv`` into ``fv`` for ``run(argv)``; no positional arguments are taken."""
+  rest = cli.parse(fv, argv, prog)
+  cli.require(not rest, f'unexpected arguments: {rest}')
 
 
 def has_checkpoint(workdir: str) -> bool:
   try:
-    directory = evaluate.checkpoint_dir(workdir)
-  except FileNotFoundError:
+    directory = ckpt_lib.RunDir.find(workdir).checkpoints
+  except ckpt_lib.CheckpointNotFoundError:
     return False
   return any(n.isdigit() for n in os.listdir(directory))
 
 
-def ensure_run(args, log=print) -> None:
+def short_run_config(fv: flags.FlagValues) -> config_lib.Config:
+  """The demo config with the short run's flags (``--train``); the trainer checks the values."""
+  n = fv.num_iters
+  values = {'data': {'datasets': list(fv.datasets)},
+            'optim': {'num_iters': n, 'num_iters_decay': n // 2},
+            'run': {'sample_every': n, 'checkpoint_every': n, 'eval_at_end': False}}
+  if fv.data_dir:
+    values['data']['data_dir'] = fv.data_dir
+  for name, group in _SHORT_RUN_FIELDS:
+    if fv[name].value is not None:
+      values[group][name] = fv[name].value
+  return config_lib.Config.from_dict(values, config_lib.default_config())
+
+
+def ensure_run(fv: flags.FlagValues, log=print) -> None:
   """Trains the short run of ``--train`` when WORKDIR has no checkpoint; else checks one exists."""
-  if has_checkpoint(args.workdir):
+  if has_checkpoint(fv.workdir):
     return
-  if not args.train:
-    raise FileNotFoundError(
-        f'no checkpoint in {args.workdir}; train one first (python -m stargan_jax.main '
-        f'--workdir={args.workdir}) or pass --train for a short run')
+  if not fv.train:
+    raise ckpt_lib.CheckpointNotFoundError(
+        f'no checkpoint in {fv.workdir}; train one first (python -m stargan_jax.main '
+        f'--workdir={fv.workdir}) or pass --train for a short run')
   from stargan_jax import train  # only when training
-  cfg = config_lib.default_config()
-  cfg.data.datasets = (args.dataset,)
-  if args.data_dir:
-    cfg.data.data_dir = args.data_dir
-  cfg.optim.num_iters = args.num_iters
-  cfg.optim.num_iters_decay = args.num_iters // 2
-  cfg.run.sample_every = cfg.run.checkpoint_every = args.num_iters
-  cfg.run.eval_at_end = False
-  for group, name in (('data', 'image_size'), ('data', 'batch_size'), ('model', 'g_conv_dim'),
-                      ('model', 'd_conv_dim'), ('model', 'g_repeat_num'),
-                      ('model', 'd_repeat_num'), ('optim', 'n_critic')):
-    value = getattr(args, name)
-    if value is not None:
-      setattr(getattr(cfg, group), name, value)
-  log(f'No checkpoint in {args.workdir}: training a short run ({args.num_iters} iterations on '
-      f'{args.dataset!r})')
-  train.train_and_evaluate(cfg, args.workdir)
+  cfg = short_run_config(fv)
+  log(f'No checkpoint in {fv.workdir}: training a short run ({cfg.optim.num_iters} iterations '
+      f'on {list(cfg.data.datasets)})')
+  train.train_and_evaluate(cfg, fv.workdir)
 
 
-def out_dir(args) -> str:
-  if args.out:
-    return args.out
-  run = os.path.dirname(evaluate.checkpoint_dir(args.workdir))
-  return os.path.join(run, 'experiments')
-
-
-def test_images(loaded: evaluate.LoadedModel, dataset: int, n: int,
-                data_dir: str | None = None) -> dict:
-  """The first ``n`` test images and labels of the checkpoint's dataset ``dataset``."""
-  d = evaluate.open_datasets(loaded, data_dir)[dataset]
-  return next(input_pipeline.eval_batches(d, n, limit=n))
+def out_dir(fv: flags.FlagValues) -> str:
+  return fv.out or os.path.join(ckpt_lib.RunDir.find(fv.workdir).root, 'experiments')
 
 
 def labelled_grid(columns: list[np.ndarray], titles: list[str], path: str,
@@ -112,7 +112,7 @@ def labelled_grid(columns: list[np.ndarray], titles: list[str], path: str,
   out = Image.new('RGB', (img.width, img.height + header), 'white')
   out.paste(img, (0, header))
   draw = ImageDraw.Draw(out)
-  title_font = evaluate.font(12)
+  title_font = report.font(12)
   for k, title in enumerate(titles):
     w = draw.textlength(title, font=title_font)
     draw.text((k * cell + max((cell - w) / 2, 2), 4), title, fill='black', font=title_font)
@@ -128,11 +128,10 @@ def write_json(obj: dict, path: str) -> str:
   return path
 
 
-def find_classifier(loaded: evaluate.LoadedModel, dataset: int, classifier_dir: str | None):
+def find_classifier(loaded: inference.LoadedModel, dataset: int, classifier_dir: str | None):
   """The domain classifier ``evaluate`` saved for this dataset, if there is one."""
   from stargan_jax.evaluation import classifier as classifier_lib
   spec = loaded.layout.specs[dataset]
-  root = classifier_dir or os.path.join(loaded.run_dir, 'classifier')
+  root = classifier_dir or loaded.run.classifier
   return classifier_lib.load(os.path.join(root, f'{spec.dataset}_{loaded.image_size}px'), spec,
                              loaded.image_size)
-

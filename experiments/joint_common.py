@@ -1,4 +1,4 @@
-"""What the joint-training experiments share: reading translated images.
+"""What the joint-training experiments share: their flags and reading translated images.
 
 On the built-in pair the pixel readers say whether a translation reached its
 target; on CelebA/RaFD the domain classifiers that ``python -m
@@ -8,14 +8,35 @@ stargan_jax.evaluate`` trained and saved for each run do (run it first).
 from __future__ import annotations
 
 import numpy as np
+from absl import flags
 
 from experiments import common
-from stargan_jax import evaluate
+from stargan_jax import cli
+from stargan_jax import inference
 from stargan_jax import labels as labels_lib
 from stargan_jax.evaluation import pixels
 
 
-def make_reader(loaded: evaluate.LoadedModel, dataset: int, classifier_dir: str | None = None):
+def define_flags(fv: flags.FlagValues, num_images: int) -> None:
+  """--classifier_dir, --limit, --num_images, --use_ema: what both scripts take alike."""
+  flags.DEFINE_string('classifier_dir', None, "Where evaluate saved the domain classifiers "
+                      "(default: each run's WORKDIR/classifier).", flag_values=fv)
+  flags.DEFINE_integer('limit', None, 'Test images measured (default: all).', flag_values=fv)
+  flags.DEFINE_integer('num_images', num_images, 'Test images in the figure.', flag_values=fv)
+  cli.define_use_ema(fv)
+
+
+def check_flags(fv: flags.FlagValues) -> None:
+  for name in ('limit', 'num_images'):
+    value = fv[name].value
+    cli.require(value is None or value > 0, f'--{name} must be positive, got {value}')
+
+
+class NoReaderError(cli.UserError, FileNotFoundError):
+  """Nothing can read a dataset's translations: no pixel readers, no saved classifier."""
+
+
+def make_reader(loaded: inference.LoadedModel, dataset: int, classifier_dir: str | None = None):
   """reader(images, c_trg, k) -> bool array: image i reads as target c_trg[i] on domain k."""
   spec = loaded.layout.specs[dataset]
   if spec.dataset in pixels.READABLE:
@@ -25,7 +46,7 @@ def make_reader(loaded: evaluate.LoadedModel, dataset: int, classifier_dir: str 
     return read
   clf = common.find_classifier(loaded, dataset, classifier_dir)
   if clf is None:
-    raise FileNotFoundError(
+    raise NoReaderError(
         f'no domain classifier for {spec.dataset!r} at {loaded.image_size} px: run '
         f'python -m stargan_jax.evaluate --workdir={loaded.run_dir} first')
 
@@ -35,6 +56,18 @@ def make_reader(loaded: evaluate.LoadedModel, dataset: int, classifier_dir: str 
       return labels[:, k] == 1.0
     return labels[:, k] == np.asarray(c_trg)[:, k]
   return read
+
+
+def test_targets(layout: labels_lib.LabelLayout, source: int, target: int,
+                 c_org: np.ndarray) -> list[np.ndarray]:
+  """The test grid's targets in dataset ``target`` for images of dataset ``source``.
+
+  From the images' own labels within their dataset; across datasets their
+  labels there are unknown, so from zeros (as the sample grids do).
+  """
+  spec = layout.specs[target]
+  own = c_org if target == source else np.zeros((c_org.shape[0], spec.c_dim), np.float32)
+  return spec.test_targets(own)
 
 
 def content_kept(spec: labels_lib.DomainSpec, x, y, target: str | None = None) -> np.ndarray | None:
@@ -49,9 +82,9 @@ def content_kept(spec: labels_lib.DomainSpec, x, y, target: str | None = None) -
                    for a, b in zip(np.asarray(x), np.asarray(y))])
 
 
-def spec_index(layout: labels_lib.LabelLayout, name: str) -> int:
+def spec_index(layout: labels_lib.LabelLayout, name: str, flag: str) -> int:
   for i, s in enumerate(layout.specs):
     if s.dataset == name:
       return i
-  raise ValueError(f'the checkpoint was trained on {[s.dataset for s in layout.specs]}, '
-                   f'not on {name!r}')
+  raise cli.UserError(f'--{flag}={name}: the checkpoint was trained on '
+                      f'{[s.dataset for s in layout.specs]}, not on {name!r}')

@@ -2,11 +2,11 @@
 
   python -m experiments.joint_sng_vs_jnt --sng_workdir=runs/demo --jnt_workdir=runs/joint
   python -m experiments.joint_sng_vs_jnt --sng_workdir=runs/celeba --jnt_workdir=runs/celeba_rafd \
-      --dataset=celeba   # after python -m stargan_jax.evaluate on both runs
+      --shared_dataset=celeba   # after python -m stargan_jax.evaluate on both runs
 
-The SNG model is trained on ``--dataset`` only (``python -m stargan_jax.main``),
+The SNG model is trained on ``--shared_dataset`` only (``python -m stargan_jax.main``),
 the JNT model on it and another dataset with the mask vector (``--preset=joint``
-on the built-in pair). Both translate the same test images of ``--dataset``
+on the built-in pair). Both translate the same test images of ``--shared_dataset``
 into every domain of that dataset; the JNT model also into the other
 dataset's domains (the cross-dataset targets, e.g. a CelebA face to a RaFD
 expression, which the SNG model cannot do). How often a translation reaches
@@ -19,16 +19,32 @@ domain, JNT per domain, JNT cross-dataset) and ``joint_sng_vs_jnt.json``.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+from typing import Sequence
 
 import numpy as np
+from absl import flags
 
 from experiments import common
 from experiments import joint_common
-from stargan_jax import evaluate
+from stargan_jax import cli
+from stargan_jax import inference
 from stargan_jax import input_pipeline
+from stargan_jax import sampling
+
+PROG = 'python -m experiments.joint_sng_vs_jnt'
+FLAGS = cli.flag_values()
+flags.DEFINE_string('sng_workdir', None, 'Run trained on one dataset.', flag_values=FLAGS)
+flags.DEFINE_string('jnt_workdir', None, 'Run trained jointly (with the mask).', flag_values=FLAGS)
+flags.mark_flags_as_required(['sng_workdir', 'jnt_workdir'], flag_values=FLAGS)
+flags.DEFINE_string('shared_dataset', None, 'The dataset both runs were trained on (default: the '
+                    'SNG one).', flag_values=FLAGS)
+flags.DEFINE_string('data_dir', None, "TFDS data directory (default: the SNG run's).",
+                    flag_values=FLAGS)
+flags.DEFINE_string('out', None, 'Output folder (default: JNT_WORKDIR/experiments).',
+                    flag_values=FLAGS)
+joint_common.define_flags(FLAGS, num_images=6)
 
 
 def measure(loaded, src: int, trg: int, batches, reader) -> dict:
@@ -41,8 +57,7 @@ def measure(loaded, src: int, trg: int, batches, reader) -> dict:
   has_content = False
   for batch in batches:
     x, c_org = batch['image'], np.asarray(batch['label'], np.float32)
-    own = c_org if trg == src else np.zeros((x.shape[0], spec.c_dim), np.float32)
-    for k, c_trg in enumerate(spec.test_targets(own)):
+    for k, c_trg in enumerate(joint_common.test_targets(layout, src, trg, c_org)):
       y = loaded.translate_np(loaded.generator_params, x, layout.embed(trg, c_trg))
       hits[k] += reader(y, c_trg, k).sum()
       content = joint_common.content_kept(layout.specs[src], x, y, spec.dataset)
@@ -58,78 +73,70 @@ def measure(loaded, src: int, trg: int, batches, reader) -> dict:
   return out
 
 
-def run(args) -> dict:
-  sng = evaluate.load_model(args.sng_workdir, use_ema=args.use_ema)
-  jnt = evaluate.load_model(args.jnt_workdir, use_ema=args.use_ema)
+def run(argv: Sequence[str]) -> dict:
+  """Parses ``argv``, measures both runs and writes the figure and JSON; returns the numbers."""
+  common.parse(FLAGS, argv, PROG)
+  return compare()
+
+
+def compare() -> dict:
+  joint_common.check_flags(FLAGS)
+  sng = inference.load_model(FLAGS.sng_workdir, use_ema=FLAGS.use_ema)
+  jnt = inference.load_model(FLAGS.jnt_workdir, use_ema=FLAGS.use_ema)
   if sng.layout.num_datasets != 1:
-    raise ValueError(f'--sng_workdir={args.sng_workdir} holds a joint model '
-                     f'({[s.dataset for s in sng.layout.specs]}); expected one dataset')
-  name = args.dataset or sng.layout.specs[0].dataset
-  s_idx = joint_common.spec_index(sng.layout, name)
-  j_idx = joint_common.spec_index(jnt.layout, name)
+    raise cli.UserError(f'--sng_workdir={FLAGS.sng_workdir} holds a joint model '
+                        f'({[s.dataset for s in sng.layout.specs]}); expected one dataset')
+  name = FLAGS.shared_dataset or sng.layout.specs[0].dataset
+  s_idx = joint_common.spec_index(sng.layout, name, 'shared_dataset')
+  j_idx = joint_common.spec_index(jnt.layout, name, 'shared_dataset')
   if sng.layout.specs[s_idx].names != jnt.layout.specs[j_idx].names:
-    raise ValueError(f'the two models label {name!r} differently: SNG '
-                     f'{list(sng.layout.specs[s_idx].names)}, JNT {list(jnt.layout.specs[j_idx].names)}')
+    raise cli.UserError(f'the two models label {name!r} differently: SNG '
+                        f'{list(sng.layout.specs[s_idx].names)}, JNT '
+                        f'{list(jnt.layout.specs[j_idx].names)}')
   if sng.image_size != jnt.image_size:
-    raise ValueError(f'SNG is {sng.image_size} px, JNT {jnt.image_size} px; compare equal sizes')
-  dataset = evaluate.open_datasets(sng, args.data_dir)[s_idx]
+    raise cli.UserError(f'SNG is {sng.image_size} px, JNT {jnt.image_size} px; compare equal '
+                        f'sizes')
+  dataset = inference.open_datasets(sng, FLAGS.data_dir)[s_idx]
 
   def batches():
-    return input_pipeline.eval_batches(dataset, 50, limit=args.limit)
+    return input_pipeline.eval_batches(dataset, 50, limit=FLAGS.limit)
 
-  result = {'dataset': name, 'sng_workdir': args.sng_workdir, 'jnt_workdir': args.jnt_workdir,
+  def reader(loaded, j):
+    return joint_common.make_reader(loaded, j, FLAGS.classifier_dir)
+
+  result = {'dataset': name, 'sng_workdir': FLAGS.sng_workdir, 'jnt_workdir': FLAGS.jnt_workdir,
             'sng_step': sng.step, 'jnt_step': jnt.step,
-            'sng': measure(sng, s_idx, s_idx, batches(),
-                           joint_common.make_reader(sng, s_idx, args.classifier_dir)),
-            'jnt': measure(jnt, j_idx, j_idx, batches(),
-                           joint_common.make_reader(jnt, j_idx, args.classifier_dir)),
+            'sng': measure(sng, s_idx, s_idx, batches(), reader(sng, s_idx)),
+            'jnt': measure(jnt, j_idx, j_idx, batches(), reader(jnt, j_idx)),
             'jnt_cross': {}}
   for j, spec in enumerate(jnt.layout.specs):
     if j != j_idx:
-      result['jnt_cross'][spec.dataset] = measure(
-          jnt, j_idx, j, batches(), joint_common.make_reader(jnt, j, args.classifier_dir))
+      result['jnt_cross'][spec.dataset] = measure(jnt, j_idx, j, batches(), reader(jnt, j))
 
-  # The figure: the same test images through both models.
-  batch = next(input_pipeline.eval_batches(dataset, args.num_images, limit=args.num_images))
+  # The figure: the same test images through both models, every domain of each.
+  batch = next(input_pipeline.eval_batches(dataset, FLAGS.num_images, limit=FLAGS.num_images))
   x, c_org = batch['image'], np.asarray(batch['label'], np.float32)
   cols, titles = [x], ['input']
   for tag, loaded, idx in (('SNG', sng, s_idx), ('JNT', jnt, j_idx)):
-    for j, spec in enumerate(loaded.layout.specs):
-      own = c_org if j == idx else np.zeros((x.shape[0], spec.c_dim), np.float32)
-      for k, c_trg in enumerate(spec.test_targets(own)):
-        cols.append(loaded.translate_np(loaded.generator_params, x,
-                                        loaded.layout.embed(j, c_trg)))
-        titles.append(f'{tag} {spec.names[k]}')
-  out = args.out or os.path.join(jnt.run_dir, 'experiments')
+    cols += sampling.translation_columns(loaded.translate_np, loaded.generator_params,
+                                         loaded.layout, idx, x, c_org)[1:]
+    titles += [f'{tag} {n}' for spec in loaded.layout.specs for n in spec.names]
+  out = FLAGS.out or os.path.join(jnt.run_dir, 'experiments')
   result['figure'] = common.labelled_grid(cols, titles, os.path.join(out, 'joint_sng_vs_jnt.png'))
   result['json'] = common.write_json(result, os.path.join(out, 'joint_sng_vs_jnt.json'))
   return result
 
 
-def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  p.add_argument('--sng_workdir', required=True, help='Run trained on one dataset.')
-  p.add_argument('--jnt_workdir', required=True, help='Run trained jointly (with the mask).')
-  p.add_argument('--dataset', default=None, help='The shared dataset (default: the SNG one).')
-  p.add_argument('--data_dir', default=None, help='TFDS data dir (default: the SNG run\'s).')
-  p.add_argument('--classifier_dir', default=None,
-                 help='Where evaluate saved the domain classifiers (default: each run\'s).')
-  p.add_argument('--limit', type=int, default=None, help='Test images measured (default: all).')
-  p.add_argument('--num_images', type=int, default=6, help='Rows of the figure.')
-  p.add_argument('--out', default=None, help='Output dir (default: JNT_WORKDIR/experiments).')
-  evaluate.add_use_ema_flag(p)  # for both runs
-  return p
-
-
-def main(argv=None) -> int:
-  args = build_parser().parse_args(argv)
-  r = run(args)
+@cli.command(FLAGS, PROG)
+def main(args):
+  cli.require(not args, f'unexpected arguments: {args}')
+  cli.quiet_libraries()
+  r = compare()
   print(f'SNG ({r["dataset"]} only): target reached {r["sng"]["target_reached"]:.1%}')
   print(f'JNT (joint):            target reached {r["jnt"]["target_reached"]:.1%}')
   for name, m in r['jnt_cross'].items():
     print(f'JNT -> {name} domains (cross-dataset): target reached {m["target_reached"]:.1%}')
   print(f'wrote {r["figure"]} and {r["json"]}')
-  return 0
 
 
 if __name__ == '__main__':

@@ -16,56 +16,66 @@ content is preserved (built-in only) and the mean absolute pixel change.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+from typing import Sequence
 
 import numpy as np
+from absl import flags
 
 from experiments import common
-from stargan_jax import evaluate
+from stargan_jax import cli
+from stargan_jax import inference
 from stargan_jax import input_pipeline
 from stargan_jax import labels as labels_lib
 from stargan_jax.evaluation import pixels
 
+PROG = 'python -m experiments.rafd_expression_grid'
+FLAGS = cli.flag_values()
+common.define_run_flags(FLAGS, default_datasets=['procedural_classes'])
+flags.DEFINE_integer('num_images', 8, 'Rows of the figure.', flag_values=FLAGS)
+flags.DEFINE_integer('num_eval', 200, 'Test images for the numbers.', flag_values=FLAGS)
+flags.DEFINE_string('classifier_dir', None, 'Domain classifiers saved by stargan_jax.evaluate '
+                    '(default: WORKDIR/classifier).', flag_values=FLAGS)
 
-def run(argv=None) -> dict:
-  p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  common.add_run_flags(p, default_dataset='procedural_classes')
-  p.add_argument('--num_images', type=int, default=8, help='Rows of the figure.')
-  p.add_argument('--num_eval', type=int, default=200, help='Test images for the numbers.')
-  p.add_argument('--classifier_dir', default=None,
-                 help='Domain classifiers saved by stargan_jax.evaluate (default: '
-                      'WORKDIR/classifier).')
-  args = p.parse_args(argv)
-  common.ensure_run(args)
-  loaded = evaluate.load_model(args.workdir, args.step, use_ema=args.use_ema)
+
+def run(argv: Sequence[str]) -> dict:
+  """Parses ``argv``, draws the figure and measures its columns; returns the numbers."""
+  common.parse(FLAGS, argv, PROG)
+  return make_figure()
+
+
+def make_figure() -> dict:
+  for name in ('num_images', 'num_eval'):
+    cli.require(FLAGS[name].value > 0, f'--{name} must be positive, got {FLAGS[name].value}')
+  common.ensure_run(FLAGS)
+  loaded = inference.load_model(FLAGS.workdir, FLAGS.step, use_ema=FLAGS.use_ema)
   layout = loaded.layout
   candidates = [j for j, s in enumerate(layout.specs) if s.kind == labels_lib.CATEGORICAL]
   if not candidates:
-    raise ValueError(f'the checkpoint in {args.workdir} has no categorical dataset '
-                     f'({[s.dataset for s in layout.specs]}); this figure needs RaFD-like classes '
-                     f'(see experiments/celeba_attribute_grid.py for attributes)')
+    raise cli.UserError(f'the checkpoint in {FLAGS.workdir} has no categorical dataset '
+                        f'({[s.dataset for s in layout.specs]}); this figure needs RaFD-like '
+                        f'classes (see experiments/celeba_attribute_grid.py for attributes)')
   j = candidates[0]
   spec = layout.specs[j]
-  dataset = evaluate.open_datasets(loaded, args.data_dir)[j]
+  dataset = inference.open_datasets(loaded, FLAGS.data_dir)[j]
   builtin = spec.dataset in pixels.READERS and pixels.READERS[spec.dataset].categorical
-  classifier = None if builtin else common.find_classifier(loaded, j, args.classifier_dir)
+  classifier = None if builtin else common.find_classifier(loaded, j, FLAGS.classifier_dir)
 
   def translate(x, k):
     c = np.zeros((x.shape[0], spec.c_dim), np.float32)
     c[:, k] = 1.0
     return loaded.translate_np(loaded.generator_params, x, layout.embed(j, c))
 
-  batch = next(input_pipeline.eval_batches(dataset, args.num_images, limit=args.num_images))
+  batch = next(input_pipeline.eval_batches(dataset, FLAGS.num_images, limit=FLAGS.num_images))
   x = batch['image']
   images = [x] + [translate(x, k) for k in range(spec.c_dim)]
-  out = common.out_dir(args)
+  out = common.out_dir(FLAGS)
   png = common.labelled_grid(images, ['Input'] + list(spec.names),
                              os.path.join(out, 'rafd_expression_grid.png'))
 
   stats = np.zeros((spec.c_dim, 4))  # reached, content, change, n
-  for b in input_pipeline.eval_batches(dataset, 50, limit=args.num_eval):
+  for b in input_pipeline.eval_batches(dataset, 50, limit=FLAGS.num_eval):
     x = b['image']
     for k in range(spec.c_dim):
       x_fake = translate(x, k)
@@ -76,7 +86,7 @@ def run(argv=None) -> dict:
         stats[k, 1] += sum(pixels.content_preserved(spec.dataset, spec.dataset, a, f)
                            for a, f in zip(x, x_fake))
       elif classifier is not None:
-        stats[k, 0] += int((np.argmax(classifier.logits(x_fake), axis=1) == k).sum())
+        stats[k, 0] += int((classifier.predict(x_fake)[:, k] == 1.0).sum())
       stats[k, 2] += float(np.abs(x_fake - x).mean(axis=(1, 2, 3)).sum())
       stats[k, 3] += x.shape[0]
   can_read = builtin or classifier is not None
@@ -91,7 +101,7 @@ def run(argv=None) -> dict:
     }
   reached = [v['target_reached'] for v in numbers.values()]
   result = {
-      'figure': os.path.abspath(png), 'workdir': os.path.abspath(args.workdir),
+      'figure': os.path.abspath(png), 'workdir': os.path.abspath(FLAGS.workdir),
       'checkpoint_step': loaded.step, 'dataset': spec.dataset,
       'reader': 'pixel readers' if builtin else
                 ('domain classifier' if classifier is not None else None),
@@ -107,13 +117,11 @@ def run(argv=None) -> dict:
   return result
 
 
-def main(argv=None) -> int:
-  try:
-    run(argv)
-  except (FileNotFoundError, ValueError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
-  return 0
+@cli.command(FLAGS, PROG)
+def main(args):
+  cli.require(not args, f'unexpected arguments: {args}')
+  cli.quiet_libraries()
+  make_figure()
 
 
 if __name__ == '__main__':

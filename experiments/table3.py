@@ -16,14 +16,24 @@ plus the evaluation's own files in ``OUT/evaluation``.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+from typing import Sequence
+
+from absl import flags
 
 from experiments import common
-from stargan_jax import evaluate
+from stargan_jax import cli
+from stargan_jax.evaluation import protocol
+from stargan_jax.evaluation import report
 
-# REFERENCE.md, Table 3 (RaFD): classification error, parameters.
+PROG = 'python -m experiments.table3'
+FLAGS = cli.flag_values()
+common.define_run_flags(FLAGS, default_datasets=['procedural_classes'])
+flags.DEFINE_integer('limit', None, 'Test images per dataset (default: all).', flag_values=FLAGS)
+cli.define_classifier_flags(FLAGS)
+
+# The paper's Table 3 (RaFD): classification error, parameters.
 PAPER_ROWS = (
     ('DIAT', 0.0410, '52.6M x 7'),
     ('CycleGAN', 0.0599, '52.6M x 14'),
@@ -64,23 +74,26 @@ def table(result: dict) -> tuple[dict, str]:
   return numbers, '\n'.join(lines)
 
 
-def run(argv=None) -> dict:
-  p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  common.add_run_flags(p, default_dataset='procedural_classes')
-  p.add_argument('--limit', type=int, default=None, help='Test images per dataset (default: all).')
-  evaluate.add_classifier_flags(p)
-  args = p.parse_args(argv)
-  common.ensure_run(args)
-  out = common.out_dir(args)
-  settings = evaluate.EvalSettings(
+def run(argv: Sequence[str]) -> dict:
+  """Parses ``argv``, evaluates and writes the table; returns its numbers."""
+  common.parse(FLAGS, argv, PROG)
+  return make_table()
+
+
+def make_table() -> dict:
+  cli.require(FLAGS.limit is None or FLAGS.limit > 0,
+              f'--limit must be positive, got {FLAGS.limit}')
+  common.ensure_run(FLAGS)
+  out = common.out_dir(FLAGS)
+  settings = protocol.EvalSettings(
       fid='off',  # Table 3 is the classification protocol; FID has its own run of evaluate
-      data_dir=args.data_dir, out_dir=os.path.join(out, 'evaluation'),
-      classifier_dir=args.classifier_dir, classifier=evaluate.classifier_settings(args),
-      retrain_classifier=args.retrain_classifier, limit=args.limit, use_ema=args.use_ema)
-  result = evaluate.evaluate(args.workdir, args.step, settings)
+      data_dir=FLAGS.data_dir, out_dir=os.path.join(out, 'evaluation'),
+      classifier_dir=FLAGS.classifier_dir, classifier=cli.classifier_settings(FLAGS),
+      retrain_classifier=FLAGS.retrain_classifier, limit=FLAGS.limit, use_ema=FLAGS.use_ema)
+  result = protocol.evaluate(FLAGS.workdir, FLAGS.step, settings)
   numbers, md = table(result)
   first = numbers['rows'][0]
-  png = evaluate.bar_chart(
+  png = report.bar_chart(
       f'Table 3 protocol: classification error per target domain ({first["dataset"]})',
       list(first['per_domain']), list(first['per_domain'].values()),
       os.path.join(out, 'table3.png'),
@@ -95,13 +108,11 @@ def run(argv=None) -> dict:
   return numbers
 
 
-def main(argv=None) -> int:
-  try:
-    run(argv)
-  except (FileNotFoundError, ValueError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
-  return 0
+@cli.command(FLAGS, PROG)
+def main(args):
+  cli.require(not args, f'unexpected arguments: {args}')
+  cli.quiet_libraries()
+  make_table()
 
 
 if __name__ == '__main__':

@@ -16,6 +16,7 @@ from experiments import celeba_attribute_grid  # noqa: E402
 from experiments import common  # noqa: E402
 from experiments import rafd_expression_grid  # noqa: E402
 from experiments import table3  # noqa: E402
+from stargan_jax import cli  # noqa: E402
 from stargan_jax import labels as labels_lib  # noqa: E402
 from stargan_jax import procedural  # noqa: E402
 
@@ -47,7 +48,7 @@ def test_attribute_grid_columns_on_known_labels():
                                             'Young'), labels_lib.ATTRIBUTES)
   assert celeba_attribute_grid.attribute_roles(celeba) == (
       ('Black_Hair', 'Blond_Hair', 'Brown_Hair'), 'Male', 'Young')
-  with pytest.raises(ValueError, match='needs hair colours'):
+  with pytest.raises(cli.UserError, match='needs hair colours'):
     celeba_attribute_grid.attribute_roles(labels_lib.DomainSpec('x', ('Smiling',)))
 
 
