@@ -32,7 +32,6 @@ does, with a note. The server keeps serving after any of them.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import shutil
@@ -44,9 +43,11 @@ import warnings
 from typing import Any
 
 import numpy as np
+from absl import flags
 from PIL import Image
 
-from stargan_jax import evaluate
+from stargan_jax import cli
+from stargan_jax import inference
 from stargan_jax import input_pipeline
 from stargan_jax import labels as labels_lib
 from stargan_jax import sampling
@@ -139,7 +140,7 @@ def _owned(target: translate.Target, layout: labels_lib.LabelLayout, dataset: in
 class Demo:
   """What the page does, without Gradio: read an upload, translate it, build a grid row."""
 
-  def __init__(self, loaded: evaluate.LoadedModel, out_dir: str | None = None):
+  def __init__(self, loaded: inference.LoadedModel, out_dir: str | None = None):
     self.loaded = loaded
     self.layout = loaded.layout
     self.size = loaded.image_size
@@ -446,13 +447,13 @@ class Server:
 
 
 def serve(workdir: str, step: int | None = None, host: str = '127.0.0.1', port: int = 7860,
-          num_examples: int = NUM_EXAMPLES, log=print, loaded: evaluate.LoadedModel | None = None,
+          num_examples: int = NUM_EXAMPLES, log=print, loaded: inference.LoadedModel | None = None,
           use_ema: bool = True) -> Server:
   """Loads the checkpoint, compiles, and starts the server (in a thread); returns it."""
   os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
   os.environ.setdefault('HF_HUB_DISABLE_TELEMETRY', '1')
   import gradio  # noqa: F401  (fail before loading anything when it is missing)
-  loaded = loaded or evaluate.load_model(workdir, step, use_ema=use_ema)
+  loaded = loaded or inference.load_model(workdir, step, use_ema=use_ema)
   demo = Demo(loaded)
   try:
     compile_s = demo.warm_up()
@@ -483,54 +484,41 @@ def _wait(server: Server) -> None:
     pass
 
 
-def build_parser() -> argparse.ArgumentParser:
-  # argparse, not absl flags: see evaluate.build_parser.
-  p = argparse.ArgumentParser(prog='python -m stargan_jax.demo',
-                              description=__doc__.split('\n\n')[0])
-  p.add_argument('--workdir', required=True, help='Run directory of stargan_jax.main.')
-  p.add_argument('--step', type=int, default=None, help='Checkpoint step (default: latest).')
-  p.add_argument('--port', type=int, default=7860, help='Port (default %(default)s).')
-  p.add_argument('--host', default='127.0.0.1',
-                 help='Address to listen on (default %(default)s: this machine only; 0.0.0.0 '
-                      'serves the network).')
-  evaluate.add_use_ema_flag(p)
-  p.add_argument('--examples', type=int, default=NUM_EXAMPLES,
-                 help='Test images of the run\'s dataset offered on the page, when it is '
-                      'prepared (default %(default)s; 0: none).')
-  return p
+FLAGS = cli.flag_values()
+flags.DEFINE_string('workdir', None, 'Run directory of stargan_jax.main (its checkpoints/ '
+                    'directory is accepted too).', flag_values=FLAGS)
+flags.mark_flag_as_required('workdir', flag_values=FLAGS)
+flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).', flag_values=FLAGS)
+cli.define_use_ema(FLAGS)
+flags.DEFINE_integer('port', 7860, 'Port.', flag_values=FLAGS)
+flags.DEFINE_string('host', '127.0.0.1', 'Address to listen on (127.0.0.1: this machine only; '
+                    '0.0.0.0 serves the network).', flag_values=FLAGS)
+flags.DEFINE_integer('examples', NUM_EXAMPLES, "Test images of the run's dataset offered on the "
+                     'page, when it is prepared (0: none).', flag_values=FLAGS)
 
 
-def main(argv: list[str] | None = None) -> int:
-  args = build_parser().parse_args(argv)
-  if not 0 < args.port < 65536:
-    print(f'error: --port must be in 1..65535, got {args.port}', file=sys.stderr)
-    return 2
-  if args.examples < 0:
-    print(f'error: --examples must be 0 or more, got {args.examples}', file=sys.stderr)
-    return 2
+@cli.command(FLAGS, 'python -m stargan_jax.demo')
+def main(args):
+  cli.require(not args, f'unexpected arguments: {args}')
+  cli.require(0 < FLAGS.port < 65536, f'--port must be in 1..65535, got {FLAGS.port}')
+  cli.require(FLAGS.examples >= 0, f'--examples must be 0 or more, got {FLAGS.examples}')
   os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
   try:
     import gradio  # noqa: F401
   except ImportError as e:
-    print(f'error: the demo needs Gradio ({e}); install the extra: {INSTALL_HINT}',
-          file=sys.stderr)
-    return 2
+    raise cli.UserError(f'the demo needs Gradio ({e}); install the extra: {INSTALL_HINT}') from e
+  cli.quiet_libraries()
+  loaded = inference.load_model(FLAGS.workdir, FLAGS.step, use_ema=FLAGS.use_ema)
   try:
-    loaded = evaluate.load_model(args.workdir, args.step, use_ema=args.use_ema)
-  except (FileNotFoundError, ValueError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
-  try:
-    server = serve(args.workdir, args.step, args.host, args.port, args.examples, loaded=loaded)
+    server = serve(FLAGS.workdir, FLAGS.step, FLAGS.host, FLAGS.port, FLAGS.examples,
+                   loaded=loaded)
   except OSError as e:  # the port is taken, or the host is not an address of this machine
-    print(f'error: cannot serve on --host={args.host} --port={args.port}: '
-          f'{str(e).splitlines()[0]}', file=sys.stderr)
-    return 2
+    raise cli.UserError(f'cannot serve on --host={FLAGS.host} --port={FLAGS.port}: '
+                        f'{str(e).splitlines()[0]}') from e
   try:
     _wait(server)
   finally:
     server.close()
-  return 0
 
 
 if __name__ == '__main__':

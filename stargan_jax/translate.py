@@ -25,7 +25,6 @@ training); ``--use_ema=false`` uses the raw G weights.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -34,21 +33,27 @@ import sys
 from typing import Callable
 
 import numpy as np
-from PIL import Image, ImageOps
+from absl import flags
 
-from stargan_jax import evaluate
+from stargan_jax import cli
+from stargan_jax import images
+from stargan_jax import inference
 from stargan_jax import labels as labels_lib
 from stargan_jax import sampling
+from stargan_jax.evaluation import classifier
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff', '.ppm')
+# One definition with the dataset builders: what counts as an image file, and how
+# a file that cannot be decoded is reported.
+IMAGE_EXTENSIONS = images.IMAGE_EXTENSIONS
+UnreadableImageError = images.UnreadableImageError
 
 
-class UnreadableImageError(ValueError):
-  pass
-
-
-class TargetError(ValueError):
+class TargetError(cli.UserError, ValueError):
   """A target (attribute, domain) the checkpoint does not know."""
+
+
+class InputNotFoundError(cli.UserError, FileNotFoundError):
+  """--input is no image file nor a directory holding any."""
 
 
 # -- images ---------------------------------------------------------------------
@@ -59,31 +64,26 @@ def list_inputs(path: str) -> tuple[list[str], list[str]]:
   if os.path.isfile(path):
     return [path], []
   if not os.path.isdir(path):
-    raise FileNotFoundError(f'--input {path} is neither an image file nor a directory')
+    raise InputNotFoundError(f'--input {path} is neither an image file nor a directory')
   files, ignored = [], []
   for name in sorted(os.listdir(path)):
     full = os.path.join(path, name)
     if not os.path.isfile(full) or name.startswith('.'):
       continue
-    (files if name.lower().endswith(IMAGE_EXTENSIONS) else ignored).append(full)
+    (files if images.is_image_file(name) else ignored).append(full)
   return files, ignored
-
-
-def center_crop_box(width: int, height: int, side: int) -> tuple[int, int, int, int]:
-  """torchvision ``CenterCrop``'s box (same rounding), as the data preparation uses."""
-  top = int(round((height - side) / 2.0))
-  left = int(round((width - side) / 2.0))
-  return left, top, left + side, top + side
 
 
 def load_image(path: str, image_size: int, crop_size: int | None = None,
                warn: Callable[[str], None] | None = None) -> np.ndarray:
-  """An image file -> image_size x image_size x 3 float32 in [-1, 1], prepared as in training."""
+  """An image file -> image_size x image_size x 3 float32 in [-1, 1], prepared as in training.
+
+  The largest centred square, or the centred ``crop_size`` square (at most
+  the largest, with a warning), resized bilinearly; EXIF orientation applied.
+  """
   try:
-    with Image.open(path) as im:
-      im.load()  # a truncated file fails here
-      im = ImageOps.exif_transpose(im).convert('RGB')
-  except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... for bad data
+    im = images.open_rgb(path)
+  except FileNotFoundError as e:
     raise UnreadableImageError(f'cannot read image {path}: {type(e).__name__}: {e}') from e
   w, h = im.size
   side = min(w, h)
@@ -92,10 +92,7 @@ def load_image(path: str, image_size: int, crop_size: int | None = None,
       warn(f'{path} is {w}x{h}, smaller than the {crop_size} px crop; using its largest centred '
            f'square ({side} px)')
     side = min(crop_size, side)
-  im = im.crop(center_crop_box(w, h, side))
-  if im.size != (image_size, image_size):
-    im = im.resize((image_size, image_size), Image.BILINEAR)
-  return np.asarray(im, np.float32) / 127.5 - 1.0
+  return np.asarray(images.crop_and_resize(im, image_size, side), np.float32) / 127.5 - 1.0
 
 
 # -- targets --------------------------------------------------------------------
@@ -202,20 +199,11 @@ def build_targets(layout: labels_lib.LabelLayout, attrs: str | None = None,
   return [Target(label, j, apply)]
 
 
-def estimate_labels(loaded: evaluate.LoadedModel, x: np.ndarray) -> list[np.ndarray]:
+def estimate_labels(loaded: inference.LoadedModel, x: np.ndarray) -> list[np.ndarray]:
   """Per dataset, the labels D's classification head reads from x (0/1 or one-hot)."""
-  logits = evaluate.padded_apply(loaded.classify_np, x, x.shape[0])
-  out = []
-  for j, spec in enumerate(loaded.layout.specs):
-    start, stop = loaded.layout.cls_slice(j)
-    part = logits[:, start:stop]
-    if spec.kind == labels_lib.CATEGORICAL:
-      c = np.zeros_like(part, np.float32)
-      c[np.arange(part.shape[0]), np.argmax(part, axis=1)] = 1.0
-    else:
-      c = (part > 0).astype(np.float32)
-    out.append(c)
-  return out
+  logits = loaded.classify_np(x)
+  return [classifier.labels_from_logits(logits[:, slice(*loaded.layout.cls_slice(j))], spec.kind)
+          for j, spec in enumerate(loaded.layout.specs)]
 
 
 def _safe(name: str) -> str:
@@ -235,8 +223,7 @@ def translate(workdir: str, input_path: str, out_dir: str, attrs: str | None = N
   """
   warn = warn or (lambda m: print(f'warning: {m}', file=sys.stderr))
   files, ignored = list_inputs(input_path)
-  loaded = evaluate.load_model(workdir, step, use_ema=use_ema)
-  g_params = loaded.generator_params
+  loaded = inference.load_model(workdir, step, use_ema=use_ema)
   layout, size = loaded.layout, loaded.image_size
   targets = build_targets(layout, attrs, domain, all_domains)  # before any image is read
   crop = crop_size if crop_size is not None else loaded.meta.get('crop_size')
@@ -244,12 +231,12 @@ def translate(workdir: str, input_path: str, out_dir: str, attrs: str | None = N
     log(f'Ignoring {len(ignored)} file(s) without an image extension: '
         f'{", ".join(os.path.basename(f) for f in ignored)}')
   if not files:
-    raise FileNotFoundError(f'no image files in {input_path} (extensions: '
+    raise InputNotFoundError(f'no image files in {input_path} (extensions: '
                             f'{", ".join(IMAGE_EXTENSIONS)})')
-  images, names, failed = [], [], []
+  arrays, names, failed = [], [], []
   for f in files:
     try:
-      images.append(load_image(f, size, crop, warn))
+      arrays.append(load_image(f, size, crop, warn))
       names.append(f)
     except UnreadableImageError as e:
       warn(f'{e}; skipping it')
@@ -259,22 +246,20 @@ def translate(workdir: str, input_path: str, out_dir: str, attrs: str | None = N
              'inputs': len(files), 'translated': len(names),
              'failed': [os.path.abspath(f) for f in failed], 'targets': [t.name for t in targets],
              'files': []}
-  if not images:
+  if not arrays:
     return summary
   os.makedirs(out_dir, exist_ok=True)
   stems = _unique_stems(names)
   records, rows = [], []
-  for start in range(0, len(images), batch_size):
-    x = np.stack(images[start:start + batch_size])
+  for start in range(0, len(arrays), batch_size):
+    x = np.stack(arrays[start:start + batch_size])
     estimated = estimate_labels(loaded, x)
     cols = [x]
     batch_targets = []
     for t in targets:
       c_trg = t.make(estimated[t.dataset])
       batch_targets.append(c_trg)
-      cols.append(evaluate.padded_apply(
-          lambda xx, c=layout.embed(t.dataset, c_trg): loaded.translate_np(
-              g_params, xx, evaluate.pad_rows(c, xx)), x, batch_size))
+      cols.append(loaded.translate_batched(x, layout.embed(t.dataset, c_trg), batch_size))
     for i in range(x.shape[0]):
       stem = stems[start + i]
       for t, col in zip(targets, cols[1:]):
@@ -319,42 +304,37 @@ def _unique_stems(paths: list[str]) -> list[str]:
   return stems
 
 
-def build_parser() -> argparse.ArgumentParser:
-  # argparse, not absl flags: see evaluate.build_parser.
-  p = argparse.ArgumentParser(prog='python -m stargan_jax.translate',
-                              description=__doc__.split('\n\n')[0])
-  p.add_argument('--workdir', required=True, help='Run directory of stargan_jax.main.')
-  p.add_argument('--step', type=int, default=None, help='Checkpoint step (default: latest).')
-  p.add_argument('--input', required=True, help='An image file or a directory of images.')
-  p.add_argument('--out', required=True, help='Output directory.')
-  p.add_argument('--attrs', default=None,
-                 help='Attribute changes, e.g. Blond_Hair=1,Male=0 (attribute checkpoints); the '
-                      'other attributes keep the values D reads from the image.')
-  p.add_argument('--domain', default=None, help='Target class, e.g. happy (categorical '
-                                                'checkpoints).')
-  p.add_argument('--all_domains', action='store_true',
-                 help='Every target of the test grid (each class; each attribute set or flipped).')
-  p.add_argument('--grid', action='store_true', help='Also write side-by-side grids.')
-  p.add_argument('--crop_size', type=int, default=None,
-                 help='Centre crop in pixels before resizing (default: the largest centred '
-                      'square).')
-  p.add_argument('--batch_size', type=int, default=16)
-  evaluate.add_use_ema_flag(p)
-  return p
+FLAGS = cli.flag_values()
+flags.DEFINE_string('workdir', None, 'Run directory of stargan_jax.main (its checkpoints/ '
+                    'directory is accepted too).', flag_values=FLAGS)
+flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).', flag_values=FLAGS)
+cli.define_use_ema(FLAGS)
+flags.DEFINE_string('input', None, 'An image file or a directory of images.', flag_values=FLAGS)
+flags.DEFINE_string('out', None, 'Output folder.', flag_values=FLAGS)
+flags.mark_flags_as_required(['workdir', 'input', 'out'], flag_values=FLAGS)
+flags.DEFINE_string('attrs', None, 'Attribute changes, e.g. Blond_Hair=1,Male=0 (attribute '
+                    'checkpoints); the other attributes keep the values D reads from the image.',
+                    flag_values=FLAGS)
+flags.DEFINE_string('domain', None, 'Target class, e.g. happy (categorical checkpoints).',
+                    flag_values=FLAGS)
+flags.DEFINE_bool('all_domains', False, 'Every target of the test grid (each class; each '
+                  'attribute set or flipped).', flag_values=FLAGS)
+flags.DEFINE_bool('grid', False, 'Also write side-by-side grids.', flag_values=FLAGS)
+flags.DEFINE_integer('crop_size', None, 'Centre crop in pixels before resizing (default: the '
+                     'largest centred square).', flag_values=FLAGS)
+flags.DEFINE_integer('batch_size', 16, 'Images translated at once.', flag_values=FLAGS)
 
 
-def main(argv: list[str] | None = None) -> int:
-  args = build_parser().parse_args(argv)
-  if args.crop_size is not None and args.crop_size < 1:
-    print(f'error: --crop_size must be positive, got {args.crop_size}', file=sys.stderr)
-    return 2
-  try:
-    summary = translate(args.workdir, args.input, args.out, args.attrs, args.domain,
-                        args.all_domains, args.grid, args.step, args.crop_size, args.batch_size,
-                        use_ema=args.use_ema)
-  except (FileNotFoundError, ValueError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+@cli.command(FLAGS, 'python -m stargan_jax.translate')
+def main(args):
+  cli.require(not args, f'unexpected arguments: {args}')
+  cli.require(FLAGS.crop_size is None or FLAGS.crop_size >= 1,
+              f'--crop_size must be positive, got {FLAGS.crop_size}')
+  cli.require(FLAGS.batch_size >= 1, f'--batch_size must be positive, got {FLAGS.batch_size}')
+  cli.quiet_libraries()
+  summary = translate(FLAGS.workdir, FLAGS.input, FLAGS.out, FLAGS.attrs, FLAGS.domain,
+                      FLAGS.all_domains, FLAGS.grid, FLAGS.step, FLAGS.crop_size,
+                      FLAGS.batch_size, use_ema=FLAGS.use_ema)
   if summary['translated'] == 0:
     print(f'error: none of the {summary["inputs"]} input image(s) could be read', file=sys.stderr)
     return 1

@@ -304,7 +304,7 @@ def test_bad_uploads_get_a_message_and_the_server_keeps_serving(attr_page, attr_
 
 
 def test_ema_weights_when_the_checkpoint_has_them(gradio, data_dir, tmp_path_factory, tmp_path):
-  from stargan_jax import evaluate
+  from stargan_jax import inference
   run = _checkpoint(tmp_path_factory, data_dir, ema=True)
   src = _photo(tmp_path / 'e.png', rng_seed=7)
   page = Page(run, tmp_path / 'dl')  # the default: G's EMA
@@ -316,7 +316,7 @@ def test_ema_weights_when_the_checkpoint_has_them(gradio, data_dir, tmp_path_fac
   finally:
     page.close()
   # --use_ema=false, without a server (the same Demo object the page calls).
-  raw_demo = demo.Demo(evaluate.load_model(run, use_ema=False), str(tmp_path / 'raw'))
+  raw_demo = demo.Demo(inference.load_model(run, use_ema=False), str(tmp_path / 'raw'))
   assert 'raw G weights (--use_ema=false' in raw_demo.describe()
   raw, _, _ = raw_demo.translate(str(src), 'procedural', ['Red', True, True])
   for out, use_ema in ((ema, True), (raw, False)):
