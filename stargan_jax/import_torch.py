@@ -1,7 +1,8 @@
 """Imports the reference's PyTorch StarGAN checkpoints into an Orbax checkpoint.
 
 The authors' code (yunjey/stargan) saves ``{iter}-G.ckpt`` and ``{iter}-D.ckpt``,
-plain ``state_dict``s (layout in ``shared/REFERENCE.md``). This module turns
+plain ``state_dict``s of its ``model.py`` (``experiments/torch_reference.py`` is
+the same networks, key for key). This module turns
 them into a checkpoint directory that ``python -m stargan_jax.main --mode=test``,
 the evaluators and ``--resume`` accept::
 
@@ -30,7 +31,7 @@ expects before anything is written):
 
 The reference's parametrised modules are paired with ours in the order our
 model calls them (recorded while tracing), so no module name of ours is
-hard-coded and a renamed module in ``models.py`` needs no change here.
+hard-coded and a renamed module in ``stargan_jax/models`` needs no change here.
 Half-precision files are converted to float32.
 
 torch is an optional extra (``pip install .[torch]``) and is imported only
@@ -47,15 +48,16 @@ from typing import Any, Mapping, Sequence
 import jax
 import numpy as np
 import optax
+from absl import flags
 from flax import linen as nn
 
 from stargan_jax import checkpoint as ckpt_lib
+from stargan_jax import cli
 from stargan_jax import config as config_lib
 from stargan_jax import labels as labels_lib
 from stargan_jax import models
 from stargan_jax import procedural
 from stargan_jax import steps
-from stargan_jax import train
 
 # The reference's default CelebA attributes and RaFD's 8 expressions (sorted
 # folder order, as the reference's ImageFolder sees them).
@@ -69,8 +71,24 @@ _IGNORED_SUFFIXES = ('.running_mean', '.running_var', '.num_batches_tracked')
 CONV, VECTOR = 'conv', 'vector'
 
 
-class StateDictError(ValueError):
+class StateDictError(cli.UserError, ValueError):
   """A file is not a reference state dict of the expected keys and shapes."""
+
+
+class ImportSettingsError(cli.UserError, ValueError):
+  """Settings that cannot describe the model (datasets, attributes, step)."""
+
+
+class TorchFileNotFoundError(cli.UserError, FileNotFoundError):
+  """No file where --g_ckpt or --d_ckpt points."""
+
+
+class OutputExistsError(cli.UserError, FileExistsError):
+  """--out already holds checkpoints."""
+
+
+class TorchMissingError(cli.UserError, ImportError):
+  """torch, the optional extra that reads the files, is not installed."""
 
 
 # -- key maps -----------------------------------------------------------------
@@ -184,11 +202,11 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
   try:
     import torch  # pylint: disable=import-outside-toplevel
   except ImportError as e:
-    raise ImportError('importing PyTorch checkpoints needs torch: pip install "stargan-jax[torch]" '
-                      '(or pip install torch)') from e
+    raise TorchMissingError('importing PyTorch checkpoints needs torch: pip install '
+                            '"stargan-jax[torch]" (or pip install torch)') from e
   path = os.path.expanduser(path)
   if not os.path.isfile(path):
-    raise FileNotFoundError(f'no PyTorch checkpoint file at {path}')
+    raise TorchFileNotFoundError(f'no PyTorch checkpoint file at {path}')
   try:
     obj = torch.load(path, map_location='cpu', weights_only=True)
   except Exception as e:  # torch raises several types for non-checkpoint files
@@ -286,7 +304,7 @@ def label_layout(datasets: Sequence[str], attrs: Sequence[str] | None = None,
   reference's five CelebA attributes, or the procedural dataset's five).
   """
   if not datasets:
-    raise ValueError('--datasets must name at least one dataset')
+    raise ImportSettingsError('--datasets must name at least one dataset')
   specs = []
   for name in datasets:
     if name == 'rafd':
@@ -305,8 +323,8 @@ def _default_attrs(name: str) -> tuple[str, ...]:
     return CELEBA_ATTRS
   if name == 'procedural':
     return procedural.ATTRIBUTE_NAMES
-  raise ValueError(f'dataset {name!r}: give its attribute names with --attrs (in the order the '
-                   f'PyTorch model was trained with)')
+  raise ImportSettingsError(f'dataset {name!r}: give its attribute names with --attrs (in the '
+                            f'order the PyTorch model was trained with)')
 
 
 def make_config(datasets: Sequence[str], image_size: int = 128, attrs: Sequence[str] = (),
@@ -443,26 +461,27 @@ def import_checkpoints(g_ckpt: str, out: str, *, d_ckpt: str | None = None,
     g_step = step_from_filename(g_ckpt)
     d_step = step_from_filename(d_ckpt) if d_ckpt else None
     if g_step is not None and d_step is not None and g_step != d_step:
-      raise ValueError(f'--g_ckpt ({g_ckpt}, iteration {g_step}) and --d_ckpt ({d_ckpt}, iteration '
-                       f'{d_step}) come from different iterations; pass --step to import anyway')
+      raise ImportSettingsError(
+          f'--g_ckpt ({g_ckpt}, iteration {g_step}) and --d_ckpt ({d_ckpt}, iteration '
+          f'{d_step}) come from different iterations; pass --step to import anyway')
     step = g_step if g_step is not None else d_step
     if step is None:
       log(f'note: no iteration in the file name {os.path.basename(g_ckpt)!r} (the reference '
           f'writes ITER-G.ckpt); saving as step 0 (pass --step to choose)')
       step = 0
   if step < 0:
-    raise ValueError(f'--step must be >= 0, got {step}')
+    raise ImportSettingsError(f'--step must be >= 0, got {step}')
   directory = os.path.join(os.path.abspath(os.path.expanduser(out)), 'checkpoints')
   if os.path.isdir(directory):
     existing = ckpt_lib.Checkpointer(directory, create=False)
     existing_steps = existing.all_steps()
     existing.close()
     if existing_steps:
-      raise FileExistsError(f'{directory} already holds checkpoints (steps {existing_steps}); '
+      raise OutputExistsError(f'{directory} already holds checkpoints (steps {existing_steps}); '
                             f'choose another --out')
   # Everything is read and checked before anything is written.
   state, imported = build_state(cfg, layout, g_ckpt, d_ckpt, step)
-  meta = train.checkpoint_meta(cfg, layout)
+  meta = ckpt_lib.build_meta(cfg, layout)
   meta['imported'] = imported
   if d_ckpt is None:
     log('WARNING: no --d_ckpt given: D is freshly initialised. Translation and evaluation use '
@@ -476,39 +495,40 @@ def import_checkpoints(g_ckpt: str, out: str, *, d_ckpt: str | None = None,
 # -- command line ---------------------------------------------------------------
 
 
-def define_flags(flag_values) -> None:
-  """Defines this command's flags on ``flag_values`` (absl ``FlagValues``)."""
-  from absl import flags  # pylint: disable=import-outside-toplevel
-  fv = dict(flag_values=flag_values)
-  flags.DEFINE_string('g_ckpt', None, 'The reference\'s generator state dict, e.g. '
-                      '200000-G.ckpt.', **fv)
-  flags.DEFINE_string('d_ckpt', None, 'Its discriminator state dict (optional: without it D is '
-                      'freshly initialised).', **fv)
-  flags.DEFINE_string('out', None, 'Workdir to create; the checkpoint goes to '
-                      'OUT/checkpoints/STEP.', **fv)
-  flags.DEFINE_integer('step', None, 'Step to save as (default: the iteration in the file name, '
-                       'e.g. 200000 for 200000-G.ckpt, else 0).', **fv)
-  flags.DEFINE_list('datasets', ['celeba'], 'Dataset(s) the model was trained on; two or more '
-                    'for the joint model with the mask vector, e.g. celeba,rafd.', **fv)
-  flags.DEFINE_alias('dataset', 'datasets', flag_values=flag_values)
-  flags.DEFINE_list('attrs', None, 'Attribute names, in the order the model was trained with '
-                    f'(attribute datasets; default for celeba: {",".join(CELEBA_ATTRS)}).', **fv)
-  flags.DEFINE_list('rafd_classes', list(RAFD_CLASSES), 'RaFD expression classes in label '
-                    'order.', **fv)
-  flags.DEFINE_integer('image_size', 128, 'Image size the model was trained at (128 or 256).',
-                       **fv)
-  flags.DEFINE_integer('g_conv_dim', 64, 'Channels of G\'s first conv.', **fv)
-  flags.DEFINE_integer('d_conv_dim', 64, 'Channels of D\'s first conv.', **fv)
-  flags.DEFINE_integer('g_repeat_num', 6, 'Residual blocks in G.', **fv)
-  flags.DEFINE_integer('d_repeat_num', 6, 'Strided convs in D.', **fv)
-  flags.DEFINE_integer('seed', 0, 'Seed of a fresh D (when --d_ckpt is not given).', **fv)
+FLAGS = cli.flag_values()
+flags.DEFINE_string('g_ckpt', None, "The reference's generator state dict, e.g. 200000-G.ckpt.",
+                    flag_values=FLAGS)
+flags.DEFINE_string('d_ckpt', None, 'Its discriminator state dict (optional: without it D is '
+                    'freshly initialised).', flag_values=FLAGS)
+flags.DEFINE_string('out', None, 'Run directory to create; the checkpoint goes to '
+                    'OUT/checkpoints/STEP.', flag_values=FLAGS)
+flags.DEFINE_integer('step', None, 'Step to save as (default: the iteration in the file name, '
+                     'e.g. 200000 for 200000-G.ckpt, else 0).', flag_values=FLAGS)
+flags.DEFINE_list('datasets', ['celeba'], 'Dataset(s) the model was trained on; two or more for '
+                  'the joint model with the mask vector, e.g. celeba,rafd.', flag_values=FLAGS)
+flags.DEFINE_alias('dataset', 'datasets', flag_values=FLAGS)
+flags.DEFINE_list('attrs', None, 'Attribute names, in the order the model was trained with '
+                  f'(attribute datasets; default for celeba: {",".join(CELEBA_ATTRS)}).',
+                  flag_values=FLAGS)
+flags.DEFINE_list('rafd_classes', list(RAFD_CLASSES), 'RaFD expression classes in label order.',
+                  flag_values=FLAGS)
+flags.DEFINE_integer('image_size', 128, 'Image size the model was trained at (128 or 256).',
+                     flag_values=FLAGS)
+flags.DEFINE_integer('g_conv_dim', 64, "Channels of G's first conv.", flag_values=FLAGS)
+flags.DEFINE_integer('d_conv_dim', 64, "Channels of D's first conv.", flag_values=FLAGS)
+flags.DEFINE_integer('g_repeat_num', 6, 'Residual blocks in G.', flag_values=FLAGS)
+flags.DEFINE_integer('d_repeat_num', 6, 'Strided convs in D.', flag_values=FLAGS)
+flags.DEFINE_integer('seed', 0, 'Seed of a fresh D (when --d_ckpt is not given).',
+                     flag_values=FLAGS)
 
 
-def run(FLAGS) -> str:
-  """Imports as the parsed flags say; prints a summary and returns the checkpoint directory."""
+@cli.command(FLAGS, 'python -m stargan_jax.import_torch')
+def main(args):
+  """Imports as the flags say; prints a summary and the command that writes the test grids."""
+  cli.require(not args, f'unexpected arguments: {args}')
   for name in ('g_ckpt', 'out'):
-    if not getattr(FLAGS, name):
-      raise ValueError(f'--{name} is required')
+    cli.require(bool(FLAGS[name].value), f'--{name} is required')
+  cli.quiet_libraries()  # Orbax logs every save step at INFO
   directory, step, state, meta = import_checkpoints(
       FLAGS.g_ckpt, FLAGS.out, d_ckpt=FLAGS.d_ckpt, datasets=FLAGS.datasets, attrs=FLAGS.attrs,
       rafd_classes=FLAGS.rafd_classes, image_size=FLAGS.image_size, g_conv_dim=FLAGS.g_conv_dim,
@@ -521,29 +541,9 @@ def run(FLAGS) -> str:
         f'{meta["imported"]["d_params"]}) as step {step}: {directory}/{step}')
   print(f'Labels: {_label_summary(layout)} -> G label {layout.g_dim}, D classifier '
         f'{layout.cls_dim}; image size {FLAGS.image_size}')
-  attrs = f' --attrs={",".join(FLAGS.attrs)}' if FLAGS.attrs else ''
-  print(f'Test grids: python -m stargan_jax.main --mode=test --preset=paper '
-        f'--workdir={FLAGS.out} --datasets={",".join(FLAGS.datasets)}{attrs} '
-        f'--image_size={FLAGS.image_size} --g_conv_dim={FLAGS.g_conv_dim} '
-        f'--d_conv_dim={FLAGS.d_conv_dim} --g_repeat_num={FLAGS.g_repeat_num} '
-        f'--d_repeat_num={FLAGS.d_repeat_num}')
-  return directory
-
-
-def main(argv):
-  from absl import app, flags, logging  # pylint: disable=import-outside-toplevel
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every save step at INFO
-  try:
-    run(flags.FLAGS)
-  except (ValueError, FileNotFoundError, FileExistsError) as e:  # StateDictError included
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(1)
+  # The checkpoint's meta holds the model's sizes and labels: no other flag is needed.
+  print(f'Test grids: python -m stargan_jax.main --mode=test --workdir={FLAGS.out}')
 
 
 if __name__ == '__main__':
-  from absl import app, flags  # pylint: disable=import-outside-toplevel
-  define_flags(flags.FLAGS)
-  app.run(main)
+  sys.exit(main())

@@ -1,7 +1,7 @@
 """Importing the reference's PyTorch checkpoints: parity of G and D with a PyTorch forward.
 
 The PyTorch networks (``experiments/torch_reference.py``) are the reference's
-``model.py`` (yunjey/stargan), layer for layer as REFERENCE.md's table, so their
+``model.py`` (yunjey/stargan), layer for layer, so their
 state-dict keys are the released checkpoints' (``main.0.weight``, ...).
 """
 
@@ -13,7 +13,6 @@ import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -21,8 +20,8 @@ from torch import nn
 
 from experiments.torch_reference import TorchDiscriminator, TorchGenerator
 from stargan_jax import checkpoint as ckpt_lib
-from stargan_jax import evaluate
 from stargan_jax import import_torch
+from stargan_jax import inference
 from stargan_jax import models
 from stargan_jax import steps
 from stargan_jax import train
@@ -126,7 +125,7 @@ def test_parity_celeba_c5_128px(tmp_path):
       jax.eval_shape(model.init, jax.random.key(0)))
   checkpointer = ckpt_lib.Checkpointer(directory, create=False)
   restored, saved_meta, data_state = checkpointer.restore(
-      abstract, train.checkpoint_meta(cfg, layout))
+      abstract, ckpt_lib.build_meta(cfg, layout))
   checkpointer.close()
   assert data_state is None and int(restored.step) == 200000
   assert saved_meta['imported']['optimizer_states'].startswith('fresh Adam')
@@ -166,7 +165,7 @@ def test_full_size_key_and_shape_map(datasets, image_size, g_count, d_count):
     D = TorchDiscriminator(image_size, 64, layout.cls_dim, 6)
   g_shapes = {k: tuple(v.shape) for k, v in G.state_dict().items()}
   d_shapes = {k: tuple(v.shape) for k, v in D.state_dict().items()}
-  # REFERENCE.md's state-dict layout
+  # the released checkpoints' state-dict layout
   assert g_shapes['main.0.weight'] == (64, 3 + layout.g_dim, 7, 7)
   assert g_shapes['main.15.weight'] == (256, 128, 4, 4)  # IOHW
   assert g_shapes['main.18.weight'] == (128, 64, 4, 4)
@@ -321,41 +320,43 @@ def test_import_without_d_restores_in_trainer(tmp_path, monkeypatch, capsys):
   np.testing.assert_array_equal(ours, np.asarray(trainer.translate_fn(state.g_params, x, c)))
   # The reference has no EMA of G: an imported checkpoint translates with G itself.
   assert restored.g_ema_params is None
-  loaded = evaluate.load_model(workdir)
+  loaded = inference.load_model(workdir)
   assert loaded.g_ema_params is None and loaded.generator_weights == 'raw'
   assert loaded.generator_params is loaded.g_params
   diff = np.max(np.abs(ours - ref.transpose(0, 2, 3, 1)))
   print(f'\nrestored through Trainer: G max abs diff to PyTorch {diff:.2e}')
   assert diff < 1e-4
-  written = trainer.test(limit=1)  # --mode=test
   trainer.checkpointer.close()
+  # --mode=test, on the dataset the trainer prepared
+  written = inference.write_test_grids(loaded, data_dir=cfg.data.data_dir, limit=1)
   assert len(written) == 1 and os.path.getsize(written[0]) > 0
   assert 'Wrote 1 grids from step 4' in capsys.readouterr().out
 
 
+def _one_error_line(err):
+  lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+  assert len(lines) == 1 and lines[0].startswith('error: ') and 'Traceback' not in err, err
+  return lines[0]
+
+
 def test_command_line(tmp_path, capsys):
-  from absl import flags
   _, _, g_path, d_path = _save_reference(tmp_path, g_dim=15, cls_dim=13, image_size=32,
                                          conv_dim=8, d_repeat=5, iteration=7)
-  argv = ['import_torch', f'--g_ckpt={g_path}', f'--d_ckpt={d_path}',
-          f'--out={tmp_path / "out"}', '--image_size=32', '--datasets=celeba,rafd',
-          '--g_conv_dim=8', '--d_conv_dim=8', '--d_repeat_num=5']
-  fv = flags.FlagValues()
-  import_torch.define_flags(fv)
-  fv(argv)
-  directory = import_torch.run(fv)
+  out_dir = tmp_path / 'out'
+  argv = [f'--g_ckpt={g_path}', f'--d_ckpt={d_path}', f'--out={out_dir}', '--image_size=32',
+          '--datasets=celeba,rafd', '--g_conv_dim=8', '--d_conv_dim=8', '--d_repeat_num=5']
+  assert import_torch.main(argv) == 0
   out = capsys.readouterr().out
   assert 'as step 7' in out and 'G label 15, D classifier 13' in out
-  assert '--datasets=celeba,rafd' in out and '--d_repeat_num=5' in out
-  assert os.path.isdir(os.path.join(directory, '7'))
-  with pytest.raises(FileExistsError, match='already holds checkpoints'):
-    import_torch.run(fv)
-  fv = flags.FlagValues()
-  import_torch.define_flags(fv)
-  fv(['import_torch', '--dataset=celeba', f'--g_ckpt={g_path}'])  # --dataset is an alias
-  assert fv.datasets == ['celeba']
-  with pytest.raises(ValueError, match='--out is required'):
-    import_torch.run(fv)
+  # The checkpoint's meta holds the labels and sizes: the follow-up needs no model flag.
+  assert out.splitlines()[-1] == (
+      f'Test grids: python -m stargan_jax.main --mode=test --workdir={out_dir}')
+  assert os.path.isdir(os.path.join(out_dir, 'checkpoints', '7'))
+  assert import_torch.main(argv) == 2
+  assert 'already holds checkpoints' in _one_error_line(capsys.readouterr().err)
+  assert import_torch.main(['--dataset=celeba', f'--g_ckpt={g_path}']) == 2  # an alias
+  assert import_torch.FLAGS.datasets == ['celeba']
+  assert _one_error_line(capsys.readouterr().err) == 'error: --out is required'
 
 
 def test_importing_stargan_jax_does_not_import_torch():
