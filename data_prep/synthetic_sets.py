@@ -50,7 +50,6 @@ was made, its label counts, and whether the run finished.
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import dataclasses
 import io
@@ -62,9 +61,11 @@ import sys
 import time
 
 import numpy as np
+from absl import flags
 from PIL import Image, ImageFilter
 
 from data_prep import celeba, rafd
+from stargan_jax import cli
 from stargan_jax import faces
 
 LAYOUTS = ('celeba', 'rafd')
@@ -78,7 +79,7 @@ _MAX_CELEBA_COUNT = 999999  # six-digit file names, as CelebA's
 _GENERATOR = 'data_prep.synthetic_sets'
 
 
-class UserError(ValueError):
+class UserError(cli.UserError, ValueError):
   """A problem with the command line or the output directory, shown as one line."""
 
 
@@ -389,37 +390,34 @@ def build_command(layout: str, out: str, count: int) -> str:
   return f'python -m data_prep.build --dataset=rafd --image_size=128 --manual_dir={out}'
 
 
-def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog='python -m data_prep.synthetic_sets',
-                              description=__doc__.split('\n\n')[0])
-  p.add_argument('--layout', required=True, choices=LAYOUTS,
-                 help='celeba: DIR/celeba/images + list_attr_celeba.txt; rafd: '
-                      'DIR/RaFD/{train,test}/<expression>/.')
-  p.add_argument('--out', required=True, help='Output directory (refused if not empty).')
-  p.add_argument('--count', type=int, default=None,
-                 help='Number of images (default: 12000 celeba, 1104 rafd).')
-  p.add_argument('--seed', type=int, default=0, help='Seed; image i depends on (seed, i) only.')
-  p.add_argument('--workers', type=int, default=None,
-                 help='Threads drawing images (default: the CPU count, at most 8).')
-  p.add_argument('--overwrite', action='store_true',
-                 help='Write into a non-empty --out, deleting the layout\'s folder first.')
-  return p
+FLAGS = cli.flag_values()
+flags.DEFINE_enum('layout', None, LAYOUTS, 'celeba: DIR/celeba/images + list_attr_celeba.txt; '
+                  'rafd: DIR/RaFD/{train,test}/<expression>/.', flag_values=FLAGS)
+flags.DEFINE_string('out', None, 'Output folder (refused if not empty).', flag_values=FLAGS)
+flags.mark_flags_as_required(['layout', 'out'], flag_values=FLAGS)
+flags.DEFINE_integer('count', None, 'Number of images (default: 12000 celeba, 1104 rafd).',
+                     flag_values=FLAGS)
+flags.DEFINE_integer('seed', 0, 'Seed; image i depends on (seed, i) only.', flag_values=FLAGS)
+flags.DEFINE_integer('workers', None, 'Threads drawing images (default: the CPU count, at '
+                     'most 8).', flag_values=FLAGS)
+flags.DEFINE_bool('overwrite', False, "Write into a non-empty --out, deleting the layout's "
+                  'folder first.', flag_values=FLAGS)
 
 
-def main(argv: list[str] | None = None) -> int:
-  args = build_parser().parse_args(argv)
-  count = DEFAULT_COUNT[args.layout] if args.count is None else args.count
-  out = os.path.expanduser(args.out)
+@cli.command(FLAGS, 'python -m data_prep.synthetic_sets')
+def main(args):
+  cli.require(not args, f'unexpected arguments: {args}')
+  count = DEFAULT_COUNT[FLAGS.layout] if FLAGS.count is None else FLAGS.count
+  out = os.path.expanduser(FLAGS.out)
   try:
-    summary = generate(args.layout, out, count, args.seed, args.workers, args.overwrite)
-  except (UserError, OSError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+    summary = generate(FLAGS.layout, out, count, FLAGS.seed, FLAGS.workers, FLAGS.overwrite)
+  except OSError as e:  # the output folder cannot be written (permissions, disk full)
+    raise UserError(f'cannot write {out}: {e}') from e
   rate = count / max(summary['seconds'], 1e-9)
-  print(f'wrote {count} {args.layout} images to {summary["root"]} in {summary["seconds"]:.1f} s '
-        f'({rate:.1f} images/s, {summary["workers"]} worker thread(s))')
-  print(f'build with: {build_command(args.layout, out, count)}')
-  return 0
+  print(f'wrote {count} {FLAGS.layout} images to {summary["root"]} in '
+        f'{summary["seconds"]:.1f} s ({rate:.1f} images/s, {summary["workers"]} worker '
+        f'thread(s))')
+  print(f'build with: {build_command(FLAGS.layout, out, count)}')
 
 
 if __name__ == '__main__':

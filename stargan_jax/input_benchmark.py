@@ -1,12 +1,12 @@
 """Measures the input pipeline alone: images/s of ``input_pipeline.train_iterator``.
 
-  python -m stargan_jax.input_benchmark --dataset=procedural --image_size=128 \
+  python -m stargan_jax.input_benchmark --datasets=procedural --image_size=128 \
       --batch_size=16 --steps=200
 
-Prints one JSON line. The built-in procedural dataset is prepared on first use
-(8,000 training images, about a minute at 128 px), so this runs with no
-download; any prepared dataset (``--dataset=celeba``, ``folder:NAME``, ...)
-works the same. The number covers reading the array_record files, PNG
+Prints one JSON line per dataset. The built-in procedural dataset is prepared
+on first use (8,000 training images, about a minute at 128 px), so this runs
+with no download; any prepared dataset (``--datasets=celeba``, ``folder:NAME``,
+...) works the same. The number covers reading the array_record files, PNG
 decoding, the flip, batching and scaling to [-1, 1] in the background
 threads: what the trainer waits for if the accelerator is faster.
 """
@@ -15,23 +15,31 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
+from stargan_jax import cli
 from stargan_jax import input_pipeline
 
-flags.DEFINE_string('dataset', 'procedural', 'A registered dataset name.')
-flags.DEFINE_string('data_dir', '~/tensorflow_datasets', 'TFDS data directory.')
-flags.DEFINE_string('manual_dir', None, 'Files to prepare the dataset from, if not prepared.')
-flags.DEFINE_integer('image_size', 128, 'Image size in pixels.')
-flags.DEFINE_integer('batch_size', 16, 'Global batch size (this host reads all of it).')
-flags.DEFINE_integer('steps', 200, 'Batches timed.')
-flags.DEFINE_integer('warmup', 10, 'Batches read before timing (threads start, caches fill).')
-flags.DEFINE_integer('num_threads', 4, 'Background reader threads.')
-flags.DEFINE_integer('prefetch', 4, 'Prefetch buffer, in elements per thread pool.')
-flags.DEFINE_integer('seed', 0, 'Shuffle and flip seed.')
-FLAGS = flags.FLAGS
+FLAGS = cli.flag_values()
+flags.DEFINE_list('datasets', ['procedural'], 'Registered dataset name(s), each measured alone.',
+                  flag_values=FLAGS)
+flags.DEFINE_string('data_dir', '~/tensorflow_datasets', 'TFDS data directory.',
+                    flag_values=FLAGS)
+flags.DEFINE_string('manual_dir', None, 'Files to prepare the dataset from, if not prepared.',
+                    flag_values=FLAGS)
+flags.DEFINE_integer('image_size', 128, 'Image size in pixels.', flag_values=FLAGS)
+flags.DEFINE_integer('batch_size', 16, 'Global batch size (this host reads all of it).',
+                     flag_values=FLAGS)
+flags.DEFINE_integer('steps', 200, 'Batches timed.', flag_values=FLAGS)
+flags.DEFINE_integer('warmup', 10, 'Batches read before timing (threads start, caches fill).',
+                     flag_values=FLAGS)
+flags.DEFINE_integer('num_threads', 4, 'Background reader threads.', flag_values=FLAGS)
+flags.DEFINE_integer('prefetch', 4, 'Prefetch buffer, in elements per thread pool.',
+                     flag_values=FLAGS)
+flags.DEFINE_integer('seed', 0, 'Shuffle and flip seed.', flag_values=FLAGS)
 
 
 def measure(dataset: input_pipeline.Dataset, batch_size: int, steps: int, warmup: int = 10,
@@ -60,14 +68,20 @@ def measure(dataset: input_pipeline.Dataset, batch_size: int, steps: int, warmup
   }
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  dataset = input_pipeline.open_dataset(FLAGS.dataset, os.path.expanduser(FLAGS.data_dir),
-                                        FLAGS.image_size, manual_dir=FLAGS.manual_dir)
-  print(json.dumps(measure(dataset, FLAGS.batch_size, FLAGS.steps, FLAGS.warmup,
-                           FLAGS.num_threads, FLAGS.prefetch, FLAGS.seed)), flush=True)
+@cli.command(FLAGS, 'python -m stargan_jax.input_benchmark')
+def main(args):
+  cli.require(not args, f'unexpected arguments: {args}')
+  cli.require(bool(FLAGS.datasets), '--datasets must name at least one dataset')
+  for name in ('batch_size', 'steps', 'num_threads', 'prefetch'):
+    cli.require(FLAGS[name].value > 0, f'--{name} must be positive, got {FLAGS[name].value}')
+  cli.require(FLAGS.warmup >= 0, f'--warmup must be 0 or more, got {FLAGS.warmup}')
+  cli.quiet_libraries()
+  for name in FLAGS.datasets:
+    dataset = input_pipeline.open_dataset(name, os.path.expanduser(FLAGS.data_dir),
+                                          FLAGS.image_size, manual_dir=FLAGS.manual_dir)
+    print(json.dumps(measure(dataset, FLAGS.batch_size, FLAGS.steps, FLAGS.warmup,
+                             FLAGS.num_threads, FLAGS.prefetch, FLAGS.seed)), flush=True)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  sys.exit(main())
