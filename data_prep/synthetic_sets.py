@@ -64,9 +64,9 @@ import numpy as np
 from absl import flags
 from PIL import Image, ImageFilter
 
-from data_prep import celeba, rafd
 from stargan_jax import cli
 from stargan_jax import faces
+from stargan_jax.datasets import celeba, rafd
 
 LAYOUTS = ('celeba', 'rafd')
 DEFAULT_COUNT = {'celeba': 12000, 'rafd': 1104}

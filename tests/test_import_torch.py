@@ -276,13 +276,12 @@ def test_import_without_d_restores_in_trainer(tmp_path, monkeypatch, capsys):
   D has one strided conv here: a fresh D is initialised with jax.random,
   whose compilation (about 1 s per parameter on this CPU) is most of the cost.
   """
-  from data_prep import procedural as procedural_builder
-  from data_prep import registry
   from stargan_jax import config as config_lib
+  from stargan_jax.datasets import drawn, registry
   # A 24-image procedural dataset (the default one takes ~20 s to build).
   monkeypatch.setitem(registry._FACTORIES, 'procedural', lambda data_dir, image_size, **_: (
-      procedural_builder.builder(data_dir, kind='attributes', image_size=image_size,
-                                 num_train=16, num_test=8)))
+      drawn.procedural_builder(data_dir, kind='attributes', image_size=image_size,
+                               num_train=16, num_test=8)))
   G, _, g_path, _ = _save_reference(tmp_path, g_dim=5, cls_dim=5, image_size=32, conv_dim=8,
                                     d_repeat=1, iteration=4)
   workdir = str(tmp_path / 'imported')

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_prep import celeba, rafd, registry
 from data_prep import synthetic_sets as S
 from stargan_jax import faces, input_pipeline
+from stargan_jax.datasets import celeba, rafd, registry
 
 QUIET = dict(log=lambda *a: None)
 
