@@ -1,4 +1,4 @@
-"""Old import path of ``stargan_jax.datasets.celeba``, for the scripts that still use it."""
+"""Old import path of ``stargan_jax.datasets.celeba`` (the README names it for official_split)."""
 
 from stargan_jax.datasets.celeba import (
     CELEBA_ATTRIBUTES, CROP_SIZE, DEFAULT_ATTRIBUTES, NUM_TEST, CelebA, official_split,

@@ -1,4 +1,4 @@
-"""Old import path of ``stargan_jax.datasets.registry``, for the scripts that still use it.
+"""Old import path of ``stargan_jax.datasets.registry`` (tests/conftest.py still uses it).
 
 The library reads the datasets it trains on, so their registry and builders
 live in ``stargan_jax.datasets``; ``data_prep`` holds the command lines.
