@@ -11,42 +11,66 @@ get the speed ratio on the same hardware; ``--compare=BENCH.json`` (that
 benchmark's output) prints the ratios too. PyTorch runs eagerly, so there is
 no compile to exclude; ``--threads`` defaults to every core, as PyTorch does.
 
+The work done, per image at 128 px with the paper's model (conv_dim 64, 6
+residual blocks, 6 strided convs in D), counting convolutions only (a
+multiply-add = 2 FLOP): the D step 36.3 GFLOP (D on the real, fake and
+interpolated images and the gradient penalty's double backward; G's forward
+pass), the G step 122.8 GFLOP (G twice, D once, all weight gradients,
+D's included); they scale with (size/128)^2. These are
+``stargan_jax.benchmark``'s ``REFERENCE_D_STEP_FLOPS_128`` and
+``REFERENCE_G_STEP_FLOPS_128``.
+
 Needs the ``torch`` extra (``pip install -e '.[torch]'``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import sys
 import time
+import types
+
+from absl import flags
+
+from stargan_jax import cli
+
+PROG = 'python -m experiments.reference_speed'
+
+FLAGS = cli.flag_values()
+flags.DEFINE_integer('image_size', 128, 'Image size (px).', flag_values=FLAGS)
+flags.DEFINE_integer('batch_size', 16, 'Batch.', flag_values=FLAGS)
+flags.DEFINE_integer('steps', 3, 'Timed D steps and G steps (each).', flag_values=FLAGS)
+flags.DEFINE_integer('conv_dim', 64, 'G and D conv_dim.', flag_values=FLAGS)
+flags.DEFINE_integer('g_repeat_num', 6, 'Residual blocks in G.', flag_values=FLAGS)
+flags.DEFINE_integer('d_repeat_num', 6, 'Strided convs in D.', flag_values=FLAGS)
+flags.DEFINE_integer('c_dim', 5, 'Attribute labels.', flag_values=FLAGS)
+flags.DEFINE_integer('threads', 0, 'Torch threads (0: every core).', flag_values=FLAGS)
+flags.DEFINE_integer('seed', 0, 'Seed of the parameters and the random batch.',
+                     flag_values=FLAGS)
+flags.DEFINE_string('compare', None, "A JSON file written by 'python -m stargan_jax.benchmark' "
+                    'at the same size and batch: also print our speed-up over the reference.',
+                    flag_values=FLAGS)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(prog='python -m experiments.reference_speed',
-                              description=__doc__.splitlines()[0])
-  p.add_argument('--image_size', type=int, default=128)
-  p.add_argument('--batch_size', type=int, default=16)
-  p.add_argument('--steps', type=int, default=3, help='timed D steps and G steps (each)')
-  p.add_argument('--conv_dim', type=int, default=64, help='G and D conv_dim')
-  p.add_argument('--g_repeat_num', type=int, default=6)
-  p.add_argument('--d_repeat_num', type=int, default=6)
-  p.add_argument('--c_dim', type=int, default=5)
-  p.add_argument('--threads', type=int, default=0, help='torch threads (0: every core)')
-  p.add_argument('--seed', type=int, default=0)
-  p.add_argument('--compare', default=None,
-                 help="a JSON file written by 'python -m stargan_jax.benchmark' at the same "
-                      'size and batch: also print our speed-up over the reference')
-  args = p.parse_args(argv)
+def settings() -> types.SimpleNamespace:
+  """The parsed flags as a namespace, checked (``cli.UserError`` for a bad value)."""
+  args = types.SimpleNamespace(**{name: FLAGS[name].value for name in FLAGS
+                                  if FLAGS[name].name == name})
   for name in ('image_size', 'batch_size', 'steps', 'conv_dim', 'c_dim'):
-    if getattr(args, name) < 1:
-      p.error(f'--{name} must be >= 1, got {getattr(args, name)}')
-  if args.image_size % 2**args.d_repeat_num:
-    p.error(f'--image_size={args.image_size} must be a multiple of 2**d_repeat_num='
-            f'{2**args.d_repeat_num}')
+    cli.require(getattr(args, name) >= 1, f'--{name} must be >= 1, got {getattr(args, name)}')
+  cli.require(args.image_size % 2**args.d_repeat_num == 0,
+              f'--image_size={args.image_size} must be a multiple of 2**d_repeat_num='
+              f'{2**args.d_repeat_num}')
   return args
+
+
+def parse_args(argv) -> types.SimpleNamespace:
+  """Parses a command line (without the program name) into the checked settings."""
+  rest = cli.parse(FLAGS, list(argv), PROG)
+  cli.require(not rest, f'unexpected arguments: {" ".join(rest)}')
+  return settings()
 
 
 def _median_time(fn, steps: int) -> tuple[float, list[float]]:
@@ -98,11 +122,11 @@ def compare(ref: dict, path: str) -> dict:
     with open(path) as f:
       ours = json.loads(f.read().strip().splitlines()[-1])
   except (OSError, ValueError, IndexError) as e:
-    raise SystemExit(f'--compare={path}: cannot read the JSON line of stargan_jax.benchmark '
+    raise cli.UserError(f'--compare={path}: cannot read the JSON line of stargan_jax.benchmark '
                      f'({e})') from None
   for key in ('image_size', 'batch_size'):
     if ours.get(key) != ref[key]:
-      raise SystemExit(f'--compare={path}: {key} is {ours.get(key)} there but {ref[key]} here; '
+      raise cli.UserError(f'--compare={path}: {key} is {ours.get(key)} there but {ref[key]} here; '
                        f'compare runs of the same size and batch')
   d, g = ours['d_step_seconds'], ours['g_step_seconds']
   return {
@@ -114,9 +138,10 @@ def compare(ref: dict, path: str) -> dict:
   }
 
 
-def main(argv=None) -> int:
-  args = parse_args(argv)
-  print(json.dumps(run(args)), flush=True)
+@cli.command(FLAGS, PROG)
+def main(rest) -> int:
+  cli.require(not rest, f'unexpected arguments: {" ".join(rest)}')
+  print(json.dumps(run(settings())), flush=True)
   return 0
 
 

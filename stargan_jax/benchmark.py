@@ -1,13 +1,17 @@
 """Step-time benchmark: ``python -m stargan_jax.benchmark``; prints one JSON object.
 
   python -m stargan_jax.benchmark --image_size=128 --batch_size=16 --steps=10 \
-      --dtype=bfloat16 --devices=1 --peak_flops=790e12
+      --dtype=bfloat16 --devices=1 --peak_flops=790e12 [--conv_impl=auto]
 
 Times the trainer's own compiled D and G steps (``train.jit_steps``: state
 replicated and donated, batch sharded over ``--devices`` devices) on a random
 batch with CelebA's 5 attribute labels: the median of ``--steps`` steps, each
 blocked on (``block_until_ready``), after a compiled and discarded first call.
-Also reported:
+``--conv_impl`` names how the convolutions are computed
+(``stargan_jax.models.conv``), and ``--g_conv_impl`` / ``--d_conv_impl``
+override it for one network, so that the forms of G and of D can be compared
+separately (the G step runs D forward and backward too, the D step G
+forward). Also reported:
 
 * ``pipelined_iteration_seconds``: ``--steps`` iterations (a D step, and a G
   step every ``--n_critic``) dispatched back to back, blocked once at the
@@ -15,17 +19,18 @@ Also reported:
   host takes to enqueue one D step. If the pipelined iteration is no faster
   than the blocked steps and dispatch is a small part of a step, fusing
   several iterations into one dispatch (``lax.scan``) cannot win much.
-* FLOP/s (``flops_basis``): for the paper's model (``paper_model``),
-  ``shared/REFERENCE.md``'s per-image count of the *reference's* work, D step
-  36.3 GFLOP and G step 122.8 GFLOP at 128 px (convolutions only, a
-  multiply-add = 2 FLOP), scaled by (size/128)^2. Our G step does less than
-  the reference's: it computes no D weight gradients (1.07 GFLOP/image at
-  128 px, 0.9% of the step, by XLA's count), so these FLOP/s measure how fast
+* FLOP/s (``flops_basis``): for the paper's model (``paper_model``), the
+  per-image count of the *reference's* work, D step 36.3 GFLOP and G step
+  122.8 GFLOP at 128 px (its convolutions only, a multiply-add = 2 FLOP;
+  the G step's includes the D weight gradients PyTorch's ``backward()``
+  computes), scaled by (size/128)^2. Our G step does less than the
+  reference's: it computes no D weight gradients (1.07 GFLOP/image at 128
+  px, 0.9% of the step, by XLA's count), so these FLOP/s measure how fast
   the reference's job gets done. For any other model the reference's count
   does not apply and XLA's count of our compiled steps is used instead
   (``xla_flops_per_device``, which also counts elementwise work).
-* ``fraction_of_peak`` against ``--peak_flops`` per device (default 790e12:
-  REFERENCE.md's Hopper bf16 figure; the H200's dense bf16 spec is ~989e12).
+* ``fraction_of_peak`` against ``--peak_flops`` per device (default 790e12,
+  a Hopper GPU's dense bf16 rate; the H200's spec sheet gives ~989e12).
 * ``projected_schedule_hours``: the paper's 200k iterations (one D step each,
   a G step every 5) at the measured step times.
 * ``input_images_per_second``: the input pipeline alone
@@ -33,83 +38,113 @@ Also reported:
   prepared in ``--data_dir`` on first use; ``--input_batches=0`` skips it).
 
 ``--devices=N`` uses the first N devices (default: all). To simulate N CPU
-devices set ``XLA_FLAGS=--xla_force_host_platform_device_count=N``. The
-command line is argparse, not absl flags, so the module can be imported next
-to ``main.py`` (whose flags share names) in one process.
+devices set ``XLA_FLAGS=--xla_force_host_platform_device_count=N``. In
+Python, ``run(parse_args([...]))`` returns the result as a dict.
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import os
 import statistics
 import sys
 import time
+import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import flags
 
+from stargan_jax import cli
 from stargan_jax import config as config_lib
 from stargan_jax import distributed
 from stargan_jax import labels as labels_lib
 from stargan_jax import losses
 from stargan_jax import steps
 from stargan_jax import train
+from stargan_jax.models import conv
 
-# REFERENCE.md, "Compute": FLOPs per image of the reference's steps at 128 px.
+PROG = 'python -m stargan_jax.benchmark'
+# The reference's per-image conv FLOPs at 128 px (a multiply-add = 2 FLOP):
+# its D step (G's forward pass, D on the real, fake and interpolated images,
+# the gradient penalty's double backward) and its G step (G twice, D once,
+# all weight gradients, D's included).
 REFERENCE_D_STEP_FLOPS_128 = 36.3e9
 REFERENCE_G_STEP_FLOPS_128 = 122.8e9
-DEFAULT_PEAK_FLOPS = 790e12  # REFERENCE.md's Hopper bf16 rate, per device
+DEFAULT_PEAK_FLOPS = 790e12  # a Hopper GPU's dense bf16 rate, per device
 PAPER_SCHEDULE_ITERS = 200_000
 PAPER_MODEL = {'g_conv_dim': 64, 'd_conv_dim': 64, 'g_repeat_num': 6, 'd_repeat_num': 6,
                'c_dim': 5}
 
+FLAGS = cli.flag_values()
+flags.DEFINE_integer('image_size', 128, 'Image size (px).', flag_values=FLAGS)
+flags.DEFINE_integer('batch_size', 16, 'Global batch.', flag_values=FLAGS)
+flags.DEFINE_integer('steps', 10, 'Timed D steps and G steps (each).', flag_values=FLAGS)
+flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'],
+                  'Compute dtype (parameters stay float32).', flag_values=FLAGS)
+flags.DEFINE_integer('devices', 0, 'Devices to use (0: all).', flag_values=FLAGS)
+flags.DEFINE_float('peak_flops', DEFAULT_PEAK_FLOPS,
+                   'Peak FLOP/s of one device, for fraction_of_peak.', flag_values=FLAGS)
+flags.DEFINE_integer('conv_dim', None, 'Sets both --g_conv_dim and --d_conv_dim.',
+                     flag_values=FLAGS)
+flags.DEFINE_integer('g_conv_dim', 64, "Channels of G's first conv.", flag_values=FLAGS)
+flags.DEFINE_integer('d_conv_dim', 64, "Channels of D's first conv.", flag_values=FLAGS)
+flags.DEFINE_integer('g_repeat_num', 6, 'Residual blocks in G.', flag_values=FLAGS)
+flags.DEFINE_integer('d_repeat_num', 6, 'Strided convs in D.', flag_values=FLAGS)
+flags.DEFINE_integer('c_dim', 5, 'Attribute labels.', flag_values=FLAGS)
+flags.DEFINE_string('conv_impl', 'auto', 'How convolutions are computed, G\'s and D\'s: '
+                    f'{", ".join(conv.IMPLS)} (stargan_jax.models.conv).', flag_values=FLAGS)
+flags.DEFINE_string('g_conv_impl', None, "G's convolutions (default: --conv_impl).",
+                    flag_values=FLAGS)
+flags.DEFINE_string('d_conv_impl', None, "D's convolutions (default: --conv_impl).",
+                    flag_values=FLAGS)
+flags.DEFINE_integer('n_critic', 5, 'D steps per G step.', flag_values=FLAGS)
+flags.DEFINE_integer('schedule_iters', PAPER_SCHEDULE_ITERS,
+                     'Iterations of the projected schedule.', flag_values=FLAGS)
+flags.DEFINE_bool('pipelined', True, 'Also time iterations dispatched back to back.',
+                  flag_values=FLAGS)
+flags.DEFINE_integer('input_batches', 50, 'Batches to time the input pipeline over (0: skip).',
+                     flag_values=FLAGS)
+flags.DEFINE_string('data_dir', '~/tensorflow_datasets',
+                    'Where the built-in dataset is (or is built) for the input timing.',
+                    flag_values=FLAGS)
+flags.DEFINE_integer('input_threads', 4, 'Input pipeline threads.', flag_values=FLAGS)
+flags.DEFINE_integer('seed', 0, 'Seed of the parameters and the random batch.',
+                     flag_values=FLAGS)
 
-def parse_args(argv=None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(prog='python -m stargan_jax.benchmark',
-                              description=__doc__.split('\n')[0])
-  p.add_argument('--image_size', type=int, default=128)
-  p.add_argument('--batch_size', type=int, default=16, help='global batch')
-  p.add_argument('--steps', type=int, default=10, help='timed D steps and G steps (each)')
-  p.add_argument('--dtype', choices=['float32', 'bfloat16'], default='float32',
-                 help='compute dtype (parameters stay float32)')
-  p.add_argument('--devices', type=int, default=0, help='devices to use (0: all)')
-  p.add_argument('--peak_flops', type=float, default=DEFAULT_PEAK_FLOPS,
-                 help='peak FLOP/s of one device, for fraction_of_peak')
-  p.add_argument('--conv_dim', type=int, default=None, help='sets both --g_conv_dim and '
-                 '--d_conv_dim')
-  p.add_argument('--g_conv_dim', type=int, default=64)
-  p.add_argument('--d_conv_dim', type=int, default=64)
-  p.add_argument('--g_repeat_num', type=int, default=6)
-  p.add_argument('--d_repeat_num', type=int, default=6)
-  p.add_argument('--c_dim', type=int, default=5, help='attribute labels')
-  p.add_argument('--n_critic', type=int, default=5, help='D steps per G step')
-  p.add_argument('--schedule_iters', type=int, default=PAPER_SCHEDULE_ITERS,
-                 help='iterations of the projected schedule')
-  p.add_argument('--pipelined', type=int, default=1,
-                 help='1: also time iterations dispatched back to back')
-  p.add_argument('--input_batches', type=int, default=50,
-                 help='batches to time the input pipeline over (0: skip)')
-  p.add_argument('--data_dir', default='~/tensorflow_datasets',
-                 help='where the built-in dataset is (or is built) for the input timing')
-  p.add_argument('--input_threads', type=int, default=4)
-  p.add_argument('--seed', type=int, default=0)
-  args = p.parse_args(argv)
+
+def settings() -> types.SimpleNamespace:
+  """The parsed flags as a namespace, checked (``cli.UserError`` for a bad value)."""
+  args = types.SimpleNamespace(**{name: FLAGS[name].value for name in FLAGS
+                                  if FLAGS[name].name == name})
   if args.conv_dim is not None:
     args.g_conv_dim = args.d_conv_dim = args.conv_dim
   for name in ('image_size', 'batch_size', 'steps', 'g_conv_dim', 'd_conv_dim', 'g_repeat_num',
                'd_repeat_num', 'c_dim', 'n_critic'):
-    if getattr(args, name) < 1:
-      p.error(f'--{name} must be >= 1, got {getattr(args, name)}')
-  if args.image_size % 2**args.d_repeat_num:
-    p.error(f'--image_size={args.image_size} must be a multiple of 2**d_repeat_num='
-            f'{2**args.d_repeat_num}')
-  if args.devices < 0 or args.peak_flops <= 0:
-    p.error(f'--devices must be >= 0 and --peak_flops > 0, got {args.devices}, '
-            f'{args.peak_flops}')
+    cli.require(getattr(args, name) >= 1, f'--{name} must be >= 1, got {getattr(args, name)}')
+  cli.require(args.image_size % 2**args.d_repeat_num == 0,
+              f'--image_size={args.image_size} must be a multiple of 2**d_repeat_num='
+              f'{2**args.d_repeat_num}')
+  cli.require(args.devices >= 0 and args.peak_flops > 0,
+              f'--devices must be >= 0 and --peak_flops > 0, got {args.devices}, '
+              f'{args.peak_flops}')
+  conv.check(args.conv_impl)
+  for name in ('g_conv_impl', 'd_conv_impl'):
+    if getattr(args, name) is None:
+      setattr(args, name, args.conv_impl)
+    elif getattr(args, name) not in conv.IMPLS:
+      raise cli.UserError(f'--{name}={getattr(args, name)!r} is not a convolution form; '
+                          f'valid names: {", ".join(conv.IMPLS)}')
   return args
+
+
+def parse_args(argv) -> types.SimpleNamespace:
+  """Parses a command line (without the program name) into the checked settings."""
+  rest = cli.parse(FLAGS, list(argv), PROG)
+  cli.require(not rest, f'unexpected arguments: {" ".join(rest)}')
+  return settings()
 
 
 def make_model(args) -> steps.StarGAN:
@@ -117,21 +152,23 @@ def make_model(args) -> steps.StarGAN:
   cfg.data.image_size = args.image_size
   cfg.model = config_lib.ModelConfig(
       g_conv_dim=args.g_conv_dim, d_conv_dim=args.d_conv_dim, g_repeat_num=args.g_repeat_num,
-      d_repeat_num=args.d_repeat_num, dtype=args.dtype)
+      d_repeat_num=args.d_repeat_num, dtype=args.dtype, conv_impl=args.conv_impl)
   cfg.optim.n_critic = args.n_critic
   names = tuple(f'attr_{i}' for i in range(args.c_dim))
   layout = labels_lib.LabelLayout((labels_lib.DomainSpec('benchmark', names),))
-  return steps.StarGAN.from_config(cfg, layout)
+  model = steps.StarGAN.from_config(cfg, layout)
+  return dataclasses.replace(model, G=model.G.clone(conv_impl=args.g_conv_impl),
+                             D=model.D.clone(conv_impl=args.d_conv_impl))
 
 
 def select_devices(n: int):
   if n == 0:
     return None  # all devices of all processes
   if jax.process_count() > 1 and n != jax.device_count():
-    raise ValueError(f'--devices={n}: a multi-process benchmark uses all '
+    raise cli.UserError(f'--devices={n}: a multi-process benchmark uses all '
                      f'{jax.device_count()} devices (give --devices=0)')
   if n > jax.device_count():
-    raise ValueError(f'--devices={n} but only {jax.device_count()} {jax.devices()[0].platform} '
+    raise cli.UserError(f'--devices={n} but only {jax.device_count()} {jax.devices()[0].platform} '
                      f'devices exist (simulate CPU devices with XLA_FLAGS='
                      f'--xla_force_host_platform_device_count={n})')
   return jax.devices()[:n]
@@ -268,7 +305,7 @@ def run(args) -> dict:
   mesh = train.make_mesh(devices)
   n_dev = mesh.devices.size
   if args.batch_size % n_dev:
-    raise ValueError(f'--batch_size={args.batch_size} must be divisible by the number of '
+    raise cli.UserError(f'--batch_size={args.batch_size} must be divisible by the number of '
                      f'devices ({n_dev})')
   model = make_model(args)
   t = time_steps(args, model, mesh)
@@ -301,6 +338,11 @@ def run(args) -> dict:
       'g_repeat_num': args.g_repeat_num,
       'd_repeat_num': args.d_repeat_num,
       'c_dim': args.c_dim,
+      'conv_impl': args.conv_impl,
+      # What the compiled steps used: 'auto' resolved for the mesh's platform.
+      'g_conv_impl': conv.resolve(args.g_conv_impl, dev.platform),
+      'd_conv_impl': conv.resolve(args.d_conv_impl, dev.platform),
+      **(cpu_description() if dev.platform == 'cpu' else {}),
       'paper_model': paper,
       'n_critic': args.n_critic,
       'steps': args.steps,
@@ -319,7 +361,7 @@ def run(args) -> dict:
       'schedule_iterations': args.schedule_iters,
       'projected_schedule_hours': args.schedule_iters * t_it / 3600,
       'flops_note': (
-          "flops_basis 'reference': REFERENCE.md's count of the reference's work, scaled by "
+          "flops_basis 'reference': the reference's per-image conv FLOPs, scaled by "
           '(size/128)^2 (its G step, 122.8 GFLOP/image at 128 px, includes D weight gradients, '
           "which ours does not compute); 'xla': XLA's count of our compiled steps, used when "
           'the model is not the paper\'s'),
@@ -337,8 +379,18 @@ def run(args) -> dict:
   return result
 
 
-def main(argv=None) -> int:
-  args = parse_args(argv)
+def cpu_description() -> dict:
+  """This machine's CPU: the model name and the kind ``conv.auto_impl`` reads (Linux)."""
+  info = conv.read_cpuinfo()
+  model = next((line.partition(':')[2].strip() for line in (info or '').splitlines()
+                if line.startswith('model name')), None)
+  return {'cpu_model': model, 'cpu_kind': conv.cpu_kind(info)}
+
+
+@cli.command(FLAGS, PROG)
+def main(rest) -> int:
+  cli.require(not rest, f'unexpected arguments: {" ".join(rest)}')
+  args = settings()
   distributed.initialize()  # a multi-host benchmark if JAX_COORDINATOR_ADDRESS etc. are set
   result = run(args)
   if jax.process_index() == 0:

@@ -247,8 +247,8 @@ def test_generator_uses_cpu_conv_under_winograd_and_matches_xla():
   params = G.init(jax.random.key(1), x, c)
   loss = lambda g: lambda p: jnp.mean(jnp.abs(g.apply(p, x, c) - x))
   assert conv.select('winograd', 'g', 'cpu') is models.cpu_conv
-  ours = jax.grad(loss(G))(params)
-  ref = jax.grad(loss(G.clone(conv_impl='xla')))(params)  # XLA's own convs
+  ours = jax.jit(jax.grad(loss(G)))(params)
+  ref = jax.jit(jax.grad(loss(G.clone(conv_impl='xla'))))(params)  # XLA's own convs
   for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(ref)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
@@ -260,50 +260,65 @@ def _tree_close(a, b, rtol, atol_scale):
     np.testing.assert_allclose(u, v, rtol=rtol, atol=atol_scale * float(jnp.max(jnp.abs(v))))
 
 
-@pytest.mark.parametrize('impl', [i for i in conv.IMPLS if i != 'xla'])
-def test_generator_same_outputs_and_gradients_under_every_conv_impl(impl):
-  g_xla = models.Generator(8, 5, 1, conv_impl='xla')
+def _g_case():
+  g = models.Generator(8, 5, 1, conv_impl='xla')
   x = jax.random.uniform(jax.random.key(0), (2, 32, 32, 3), minval=-1, maxval=1)
   c = jnp.eye(5)[jnp.array([1, 4])]
-  params = g_xla.init(jax.random.key(1), x, c)
-  g = g_xla.clone(conv_impl=impl)
+  return g, g.init(jax.random.key(1), x, c), x, c
 
-  def f(model):
+
+def _g_outputs_and_gradients(impl):
+  g, params, x, c = _g_case()
+  g = g.clone(conv_impl=impl)
+
+  def loss(p):
     # The G step's shape of derivative: through G twice (translation and
     # reconstruction).
-    def loss(p):
-      y = model.apply(p, x, c)
-      return jnp.mean(jnp.abs(model.apply(p, y, c[::-1]) - x)) + jnp.mean(y ** 2)
-    return jax.jit(lambda p: (model.apply(p, x, c), jax.grad(loss)(p)))(params)
+    y = g.apply(p, x, c)
+    return jnp.mean(jnp.abs(g.apply(p, y, c[::-1]) - x)) + jnp.mean(y ** 2)
+  return jax.jit(lambda p: (g.apply(p, x, c), jax.grad(loss)(p)))(params)
 
-  (y, grads), (y0, grads0) = f(g), f(g_xla)
+
+def _d_outputs_gradients_and_penalty(impl):
+  d = models.Discriminator(32, 8, 5, 3, conv_impl=impl)
+  rng = np.random.default_rng(0)
+  x_real = jnp.asarray(rng.uniform(-1, 1, (2, 32, 32, 3)), jnp.float32)
+  x_fake = jnp.asarray(rng.uniform(-1, 1, (2, 32, 32, 3)), jnp.float32)
+  alpha = jnp.asarray(rng.uniform(size=(2, 1, 1, 1)), jnp.float32)
+  params = d.init(jax.random.key(1), x_real)
+
+  def f():
+    def loss(p):  # the D step's: critic terms, classification and the gradient penalty
+      src_real, cls_real = d.apply(p, x_real)
+      src_fake, _ = d.apply(p, x_fake)
+      gp = losses.gradient_penalty(lambda x: d.apply(p, x)[0], x_real, x_fake, alpha)
+      return -jnp.mean(src_real) + jnp.mean(src_fake) + jnp.mean(cls_real ** 2) + 10 * gp, gp
+    (_, gp), grads = jax.value_and_grad(loss, has_aux=True)(params)
+    # The G step's: D's input gradient.
+    dx = jax.grad(lambda x: jnp.sum(d.apply(params, x)[0]))(x_fake)
+    return d.apply(params, x_real), gp, grads, dx
+  return jax.jit(f)()
+
+
+@pytest.fixture(scope='module')
+def xla_reference():
+  """XLA's own convolutions' results, computed once for every name compared with them."""
+  return {'g': _g_outputs_and_gradients('xla'), 'd': _d_outputs_gradients_and_penalty('xla')}
+
+
+@pytest.mark.parametrize('impl', [i for i in conv.IMPLS if i != 'xla'])
+def test_generator_same_outputs_and_gradients_under_every_conv_impl(impl, xla_reference):
+  y, grads = _g_outputs_and_gradients(impl)
+  y0, grads0 = xla_reference['g']
   np.testing.assert_allclose(y, y0, atol=1e-5)
   _tree_close(grads, grads0, 1e-4, 1e-5)
 
 
 @pytest.mark.parametrize('impl', [i for i in conv.IMPLS if i != 'xla'])
-def test_discriminator_same_outputs_gradients_and_penalty_under_every_conv_impl(impl):
-  d_xla = models.Discriminator(32, 8, 5, 3, conv_impl='xla')
-  rng = np.random.default_rng(0)
-  x_real = jnp.asarray(rng.uniform(-1, 1, (2, 32, 32, 3)), jnp.float32)
-  x_fake = jnp.asarray(rng.uniform(-1, 1, (2, 32, 32, 3)), jnp.float32)
-  alpha = jnp.asarray(rng.uniform(size=(2, 1, 1, 1)), jnp.float32)
-  params = d_xla.init(jax.random.key(1), x_real)
-  d = d_xla.clone(conv_impl=impl)
-
-  def f(model):
-    def loss(p):  # the D step's: critic terms, classification and the gradient penalty
-      src_real, cls_real = model.apply(p, x_real)
-      src_fake, _ = model.apply(p, x_fake)
-      gp = losses.gradient_penalty(lambda x: model.apply(p, x)[0], x_real, x_fake, alpha)
-      return -jnp.mean(src_real) + jnp.mean(src_fake) + jnp.mean(cls_real ** 2) + 10 * gp, gp
-    (_, gp), grads = jax.value_and_grad(loss, has_aux=True)(params)
-    # The G step's: D's input gradient.
-    dx = jax.grad(lambda x: jnp.sum(model.apply(params, x)[0]))(x_fake)
-    return model.apply(params, x_real), gp, grads, dx
-
-  (out, gp, grads, dx) = jax.jit(lambda: f(d))()
-  (out0, gp0, grads0, dx0) = jax.jit(lambda: f(d_xla))()
+def test_discriminator_same_outputs_gradients_and_penalty_under_every_conv_impl(
+    impl, xla_reference):
+  out, gp, grads, dx = _d_outputs_gradients_and_penalty(impl)
+  out0, gp0, grads0, dx0 = xla_reference['d']
   _tree_close(out, out0, 1e-5, 1e-6)
   np.testing.assert_allclose(gp, gp0, rtol=1e-5)
   _tree_close(grads, grads0, 1e-4, 1e-5)
