@@ -2,17 +2,18 @@
 
 On a machine with an NVIDIA GPU (Python 3.12; a newer JAX with CUDA)::
 
-  pip install -U "jax[cuda12]"    # or "jax[cuda13]" for a CUDA 13 driver
-  pip install -e .
-  python -m experiments.gpu_check --out=gpu_check.jsonl
+  python3.12 -m venv .venv && . .venv/bin/activate
+  pip install -e . -U "jax[cuda12]"    # or "jax[cuda13]" for a CUDA 13 driver
+  python -m experiments.gpu_check --out=gpu_check.jsonl    # under 8 minutes (--budget_s)
 
 Runs ``stargan_jax.benchmark`` on the paper's model (conv_dim 64, 6 residual
 blocks, 6 strided convs) at 128 px for float32 and bfloat16, batch 16 and 64,
 and both forms of D's strided convs (``--d_conv_impl``: ``xla``, XLA's own;
 ``patches``, patches @ kernel, whose gradient penalty's double backward is a
 matmul's: the double backward of a strided conv is a known slow path of XLA
-on GPUs too, jax issues 8537 and 23783); G uses ``--g_conv_impl`` (default
-``auto``, XLA's own convs on a GPU). Each measurement prints one JSON line
+on GPUs too, jax issues 8537 and 23783); G uses ``--g_conv_impls`` (default
+``auto``, XLA's own convs on a GPU; ``--g_conv_impls=auto,patches`` also
+times its transposed convs sub-pixel). Each measurement prints one JSON line
 (the benchmark's, including ``projected_schedule_hours``: the paper's 200k
 iterations at the measured step times); at the end a markdown table of
 them. Measurements are ordered so the most informative come first, and a
@@ -42,7 +43,8 @@ flags.DEFINE_list('dtypes', ['float32', 'bfloat16'], 'Compute dtypes.', flag_val
 flags.DEFINE_list('batch_sizes', ['16', '64'], 'Batches.', flag_values=FLAGS)
 flags.DEFINE_list('d_conv_impls', ['xla', 'patches'], "D's convolution forms.",
                   flag_values=FLAGS)
-flags.DEFINE_string('g_conv_impl', 'auto', "G's convolution forms.", flag_values=FLAGS)
+flags.DEFINE_list('g_conv_impls', ['auto'], "G's convolution forms (auto: XLA's on a GPU; "
+                  'patches: its transposed convs sub-pixel).', flag_values=FLAGS)
 flags.DEFINE_integer('steps', 5, 'Timed D steps and G steps (each) per measurement.',
                      flag_values=FLAGS)
 flags.DEFINE_float('peak_flops', None, 'Peak FLOP/s of one device for fraction_of_peak '
@@ -58,10 +60,10 @@ flags.DEFINE_bool('tiny', False, 'A tiny model at 32 px, one step, on any platfo
 TINY = ['--image_size=32', '--conv_dim=4', '--g_repeat_num=1', '--d_repeat_num=2']
 
 
-def plan() -> list[tuple[str, int, str]]:
-  """(dtype, batch, D form), batch 16 first, then each dtype, then each D form."""
-  return [(dtype, int(b), d) for b in FLAGS.batch_sizes for dtype in FLAGS.dtypes
-          for d in FLAGS.d_conv_impls]
+def plan() -> list[tuple[str, int, str, str]]:
+  """(dtype, batch, G form, D form): by batch, then dtype, then G's and D's forms."""
+  return [(dtype, int(b), g, d) for b in FLAGS.batch_sizes for dtype in FLAGS.dtypes
+          for g in FLAGS.g_conv_impls for d in FLAGS.d_conv_impls]
 
 
 def summary(results: list[dict]) -> str:
@@ -83,7 +85,7 @@ def main(rest) -> int:
   from stargan_jax.models import conv
   import jax
 
-  for d in FLAGS.d_conv_impls + [FLAGS.g_conv_impl]:
+  for d in FLAGS.d_conv_impls + FLAGS.g_conv_impls:
     conv.check(d)
   for dtype in FLAGS.dtypes:
     cli.require(dtype in ('float32', 'bfloat16'), f'--dtypes: float32, bfloat16; got {dtype}')
@@ -107,14 +109,15 @@ def main(rest) -> int:
   results, longest = [], 0.0
   out = open(os.path.expanduser(FLAGS.out), 'w') if FLAGS.out else None
   try:
-    for dtype, batch, d_impl in jobs:
+    for dtype, batch, g_impl, d_impl in jobs:
       elapsed = time.perf_counter() - t0
       if results and elapsed + longest > FLAGS.budget_s:
-        print(f'# skipped {dtype} batch {batch} D {d_impl}: {elapsed:.0f} s used, the longest '
-              f'measurement took {longest:.0f} s, --budget_s={FLAGS.budget_s:.0f}', flush=True)
+        print(f'# skipped {dtype} batch {batch} G {g_impl} D {d_impl}: {elapsed:.0f} s used, '
+              f'the longest measurement took {longest:.0f} s, '
+              f'--budget_s={FLAGS.budget_s:.0f}', flush=True)
         continue
       argv = [f'--dtype={dtype}', f'--batch_size={batch}', f'--steps={FLAGS.steps}',
-              f'--g_conv_impl={FLAGS.g_conv_impl}', f'--d_conv_impl={d_impl}',
+              f'--g_conv_impl={g_impl}', f'--d_conv_impl={d_impl}',
               '--input_batches=0', '--devices=1']
       if FLAGS.peak_flops:
         argv.append(f'--peak_flops={FLAGS.peak_flops}')

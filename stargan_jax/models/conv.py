@@ -8,12 +8,12 @@ slow on some convolution derivatives, and the forms replace those:
 * ``patches_conv``: a conv as patches @ kernel, so every derivative of any
   order is a matmul, a slice or a pad. For D's strided convs: the gradient
   penalty differentiates D's input gradient, and XLA's CPU backend computes
-  that second derivative of a strided conv 10-20x slower.
+  that second derivative of a strided conv far slower than the matmuls.
 * ``subpixel_conv_transpose``: PyTorch's ``ConvTranspose2d(k=4, s=2, p=1)``
   as four 2x2 stride-1 convs, one per output phase. For G's up-sampling:
   XLA's CPU backend computes the weight gradient of a strided
-  ``conv_transpose`` an order of magnitude slower, and the sub-pixel form
-  never multiplies the zeros a strided transposed conv inserts.
+  ``conv_transpose`` far slower than an ordinary conv's, and the sub-pixel
+  form never multiplies the zeros a strided transposed conv inserts.
 * ``cpu_conv``: G's other convs by the form that pays for their shape:
   ``winograd_conv3x3`` (Winograd F(4x4, 3x3), forward and backward) for the
   wide residual blocks, ``space_to_depth_conv4x4`` (backward pass by space
@@ -25,14 +25,12 @@ slow on some convolution derivatives, and the forms replace those:
 ``conv_impl`` (``--conv_impl``, ``ModelConfig.conv_impl``, the networks'
 attribute) names which forms are used, per role:
 
-============  ==============  =====================  ==================
-conv_impl     G's convs       G's transposed convs   D's strided convs
-============  ==============  =====================  ==================
-``xla``       XLA             ``lax.conv_transpose`` XLA
-``patches``   XLA             sub-pixel (XLA's)      ``patches_conv``
-``winograd``  ``cpu_conv``    sub-pixel (cpu_conv)   ``patches_conv``
-``auto``      ``auto_impl``: one of the above by platform and CPU kind
-============  ==============  =====================  ==================
+  conv_impl   G's convs     G's transposed convs    D's strided convs
+  ----------  ------------  ----------------------  -----------------
+  xla         XLA           lax.conv_transpose      XLA
+  patches     XLA           sub-pixel (XLA convs)   patches_conv
+  winograd    cpu_conv      sub-pixel (cpu_conv)    patches_conv
+  auto        auto_impl's choice of the above, by platform and CPU kind
 
 ``auto_impl`` is the rule: not a CPU (GPU, TPU): ``xla``; a CPU with AVX2 and
 without AVX-512 (``avx512f``): ``winograd``, where its G forms were measured
@@ -209,7 +207,7 @@ def patches_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilat
   the channel axis and multiplied by the kernel reshaped to (k*k*in) x out,
   so every derivative, of any order, is a matmul, a slice or a pad: the
   gradient penalty's second derivative of D's strided convs is then as fast
-  as their forward pass, where XLA's CPU backend computes it 10-20x slower.
+  as their forward pass, where XLA's CPU backend computes it far slower.
   """
   _check_plain('patches_conv', lhs_dilation, rhs_dilation, dimension_numbers,
                feature_group_count, preferred_element_type)
