@@ -27,7 +27,7 @@ from stargan_jax import config as config_lib  # noqa: E402
 @pytest.fixture(scope='session')
 def data_dir(tmp_path_factory):
   """A TFDS data dir with the procedural datasets at 32 px, built once per session."""
-  from data_prep import registry
+  from stargan_jax.datasets import registry
   d = str(tmp_path_factory.mktemp('tfds'))
   registry.prepare('procedural', d, 32)
   registry.prepare('procedural_classes', d, 32)
