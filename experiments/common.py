@@ -1,4 +1,4 @@
-"""What the experiment scripts share: the run to use, test images, labelled figures, JSON.
+"""What the experiment scripts share: their run flags, the run to use, labelled figures, JSON.
 
 Every script takes ``--workdir`` of a run of ``python -m stargan_jax.main``
 (or, with ``--train``, first trains a short one there on the built-in
@@ -26,6 +26,12 @@ from stargan_jax import sampling
 from stargan_jax.evaluation import report
 
 
+# The demo config's fields that --train's short run takes as flags: (flag, config group).
+_SHORT_RUN_FIELDS = (('image_size', 'data'), ('batch_size', 'data'), ('g_conv_dim', 'model'),
+                     ('d_conv_dim', 'model'), ('g_repeat_num', 'model'), ('d_repeat_num', 'model'),
+                     ('n_critic', 'optim'))
+
+
 def define_run_flags(fv: flags.FlagValues, default_datasets: Sequence[str]) -> None:
   """--workdir, --step, --use_ema, --data_dir, --out, and the short run of --train."""
   cli.define_run_flags(fv)
@@ -40,11 +46,6 @@ def define_run_flags(fv: flags.FlagValues, default_datasets: Sequence[str]) -> N
   for name, group in _SHORT_RUN_FIELDS:
     flags.DEFINE_integer(name, None, f'Short run (--train): {group}.{name} (default: the demo '
                          "config's).", flag_values=fv)
-
-
-_SHORT_RUN_FIELDS = (('image_size', 'data'), ('batch_size', 'data'), ('g_conv_dim', 'model'),
-                     ('d_conv_dim', 'model'), ('g_repeat_num', 'model'), ('d_repeat_num', 'model'),
-                     ('n_critic', 'optim'))
 
 
 def parse(fv: flags.FlagValues, argv: Sequence[str], prog: str) -> None:
@@ -71,7 +72,7 @@ def short_run_config(fv: flags.FlagValues) -> config_lib.Config:
     values['data']['data_dir'] = fv.data_dir
   for name, group in _SHORT_RUN_FIELDS:
     if fv[name].value is not None:
-      values[group][name] = fv[name].value
+      values.setdefault(group, {})[name] = fv[name].value
   return config_lib.Config.from_dict(values, config_lib.default_config())
 
 

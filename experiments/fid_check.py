@@ -99,8 +99,8 @@ def main(args):
   if FLAGS.memory_check:
     print(json.dumps(_memory_check(FLAGS.memory_check), indent=2))
     return 0
-  cli.require(len(FLAGS.datasets) == 1, f'--datasets: one dataset is compared with itself, got '
-              f'{FLAGS.datasets}')
+  cli.require(len(FLAGS.datasets) == 1, f'--datasets: the check compares the real test and '
+              f'training images of one dataset, got {FLAGS.datasets}')
   for name in ('count', 'batch_size', 'speed_batches'):
     cli.require(FLAGS[name].value > 0, f'--{name} must be positive, got {FLAGS[name].value}')
   cli.quiet_libraries()

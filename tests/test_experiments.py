@@ -17,6 +17,7 @@ from experiments import common  # noqa: E402
 from experiments import rafd_expression_grid  # noqa: E402
 from experiments import table3  # noqa: E402
 from stargan_jax import cli  # noqa: E402
+from stargan_jax import config as config_lib  # noqa: E402
 from stargan_jax import labels as labels_lib  # noqa: E402
 from stargan_jax import procedural  # noqa: E402
 
@@ -103,3 +104,23 @@ def test_scripts_need_a_run_or_train(tmp_path, capsys):
   assert rafd_expression_grid.main([f'--workdir={tmp_path}']) == 2
   assert 'pass --train' in capsys.readouterr().err
   assert not common.has_checkpoint(str(tmp_path))
+
+
+def test_short_run_config_is_the_demo_config_with_the_flags():
+  cli.parse(table3.FLAGS, ['--workdir=unused', '--train', '--num_iters=10', '--image_size=64',
+                           '--g_conv_dim=8', '--n_critic=2', '--data_dir=/data',
+                           '--datasets=procedural,procedural_classes'])
+  cfg = common.short_run_config(table3.FLAGS)
+  demo = config_lib.default_config()
+  assert cfg.data.datasets == ('procedural', 'procedural_classes')
+  assert (cfg.data.image_size, cfg.data.data_dir, cfg.model.g_conv_dim, cfg.optim.n_critic) == (
+      64, '/data', 8, 2)
+  assert (cfg.optim.num_iters, cfg.optim.num_iters_decay) == (10, 5)
+  assert (cfg.run.sample_every, cfg.run.checkpoint_every, cfg.run.eval_at_end) == (10, 10, False)
+  # What no flag names stays the demo's.
+  assert (cfg.model.d_conv_dim, cfg.data.batch_size, cfg.optim.g_lr) == (
+      demo.model.d_conv_dim, demo.data.batch_size, demo.optim.g_lr)
+  cli.parse(table3.FLAGS, ['--workdir=unused'])  # the defaults: Table 3's stand-in dataset
+  cfg = common.short_run_config(table3.FLAGS)
+  assert cfg.data.datasets == ('procedural_classes',) and cfg.data.data_dir == demo.data.data_dir
+  assert cfg.data.image_size == demo.data.image_size and cfg.optim.num_iters == 2000
