@@ -105,11 +105,10 @@ def main(args):
     cli.require(FLAGS[name].value > 0, f'--{name} must be positive, got {FLAGS[name].value}')
   cli.quiet_libraries()
   (dataset,) = FLAGS.datasets
+  d = input_pipeline.open_dataset(dataset, os.path.expanduser(FLAGS.data_dir), FLAGS.image_size)
   try:
-    d = input_pipeline.open_dataset(dataset, os.path.expanduser(FLAGS.data_dir),
-                                    FLAGS.image_size)
     ex = inception.FeatureExtractor(FLAGS.inception_weights, batch_size=FLAGS.batch_size)
-  except (FileNotFoundError, ValueError) as e:  # not prepared, unknown, or no weights file
+  except inception.WeightsError as e:  # no weights file, or not the FID network's
     raise cli.UserError(str(e)) from e
   test, train = _images(d, 'test', FLAGS.count), _images(d, 'train', FLAGS.count)
   result = {'dataset': dataset, 'image_size': FLAGS.image_size,
