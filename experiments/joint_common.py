@@ -41,7 +41,7 @@ def make_reader(loaded: inference.LoadedModel, dataset: int, classifier_dir: str
   spec = loaded.layout.specs[dataset]
   if spec.dataset in pixels.READABLE:
     def read(images, c_trg, k):
-      return np.array([pixels._reads_as(spec, img, c, k)[0]
+      return np.array([pixels.reads_as(spec, img, c, k)[0]
                        for img, c in zip(np.asarray(images), np.asarray(c_trg))])
     return read
   clf = common.find_classifier(loaded, dataset, classifier_dir)
@@ -56,18 +56,6 @@ def make_reader(loaded: inference.LoadedModel, dataset: int, classifier_dir: str
       return labels[:, k] == 1.0
     return labels[:, k] == np.asarray(c_trg)[:, k]
   return read
-
-
-def test_targets(layout: labels_lib.LabelLayout, source: int, target: int,
-                 c_org: np.ndarray) -> list[np.ndarray]:
-  """The test grid's targets in dataset ``target`` for images of dataset ``source``.
-
-  From the images' own labels within their dataset; across datasets their
-  labels there are unknown, so from zeros (as the sample grids do).
-  """
-  spec = layout.specs[target]
-  own = c_org if target == source else np.zeros((c_org.shape[0], spec.c_dim), np.float32)
-  return spec.test_targets(own)
 
 
 def content_kept(spec: labels_lib.DomainSpec, x, y, target: str | None = None) -> np.ndarray | None:

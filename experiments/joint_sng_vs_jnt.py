@@ -57,7 +57,7 @@ def measure(loaded, src: int, trg: int, batches, reader) -> dict:
   has_content = False
   for batch in batches:
     x, c_org = batch['image'], np.asarray(batch['label'], np.float32)
-    for k, c_trg in enumerate(joint_common.test_targets(layout, src, trg, c_org)):
+    for k, c_trg in enumerate(layout.test_targets(trg, src, c_org)):
       y = loaded.translate_np(loaded.generator_params, x, layout.embed(trg, c_trg))
       hits[k] += reader(y, c_trg, k).sum()
       content = joint_common.content_kept(layout.specs[src], x, y, spec.dataset)

@@ -112,15 +112,19 @@ def command(fv: flags.FlagValues, prog: str):
 
 # -- flag groups that several tools share (same names, same meaning) -------------------------
 
-def define_run_flags(fv: flags.FlagValues, workdir_help: str = 'Run directory of '
-                     'stargan_jax.main (its checkpoints/ directory is accepted too).') -> None:
-  """--workdir (required), --step, --use_ema, --data_dir: which saved run, as every tool reads it."""
-  flags.DEFINE_string('workdir', None, workdir_help, flag_values=fv)
+def define_run_flags(fv: flags.FlagValues, data_dir: bool = True) -> None:
+  """--workdir (required), --step, --use_ema and --data_dir: a saved run, as every tool reads it.
+
+  ``data_dir=False`` for tools that read no dataset (translate, the web demo).
+  """
+  flags.DEFINE_string('workdir', None, 'Run directory of stargan_jax.main (its checkpoints/ '
+                      'directory is accepted too).', flag_values=fv)
   flags.mark_flag_as_required('workdir', flag_values=fv)
   flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).', flag_values=fv)
   define_use_ema(fv)
-  flags.DEFINE_string('data_dir', None, 'TFDS data directory (default: the one the run was '
-                      'trained with).', flag_values=fv)
+  if data_dir:
+    flags.DEFINE_string('data_dir', None, 'TFDS data directory (default: the one the run was '
+                        'trained with).', flag_values=fv)
 
 
 def define_use_ema(fv: flags.FlagValues) -> None:

@@ -485,11 +485,7 @@ def _wait(server: Server) -> None:
 
 
 FLAGS = cli.flag_values()
-flags.DEFINE_string('workdir', None, 'Run directory of stargan_jax.main (its checkpoints/ '
-                    'directory is accepted too).', flag_values=FLAGS)
-flags.mark_flag_as_required('workdir', flag_values=FLAGS)
-flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).', flag_values=FLAGS)
-cli.define_use_ema(FLAGS)
+cli.define_run_flags(FLAGS, data_dir=False)
 flags.DEFINE_integer('port', 7860, 'Port.', flag_values=FLAGS)
 flags.DEFINE_string('host', '127.0.0.1', 'Address to listen on (127.0.0.1: this machine only; '
                     '0.0.0.0 serves the network).', flag_values=FLAGS)

@@ -133,6 +133,18 @@ class LabelLayout:
       parts.append(xp.broadcast_to(xp.asarray(mask, c.dtype), (n, self.mask_dim)))
     return xp.concatenate(parts, axis=1)
 
+  def test_targets(self, target: int, source: int, c_org) -> list[np.ndarray]:
+    """The test grid's targets in dataset ``target`` for images of dataset ``source``.
+
+    From the images' own labels ``c_org`` within their dataset; across
+    datasets their labels there are unknown, so from zeros (as the
+    reference's joint test grids do). One N x c_target array per column.
+    """
+    spec = self.specs[target]
+    c_org = np.asarray(c_org, np.float32)
+    own = c_org if target == source else np.zeros((c_org.shape[0], spec.c_dim), np.float32)
+    return spec.test_targets(own)
+
   def to_dict(self) -> dict:
     return {'datasets': [s.to_dict() for s in self.specs]}
 

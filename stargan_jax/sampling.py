@@ -42,8 +42,6 @@ def translation_columns(translate_fn, g_params, layout, dataset: int, x, c_org,
     target_datasets = range(layout.num_datasets)
   cols = [np.asarray(x)]
   for j in target_datasets:
-    spec = layout.specs[j]
-    own = np.asarray(c_org) if j == dataset else np.zeros((x.shape[0], spec.c_dim), np.float32)
-    for c_trg in spec.test_targets(own):
+    for c_trg in layout.test_targets(j, dataset, c_org):
       cols.append(np.asarray(translate_fn(g_params, x, layout.embed(j, c_trg))))
   return cols

@@ -305,13 +305,10 @@ def _unique_stems(paths: list[str]) -> list[str]:
 
 
 FLAGS = cli.flag_values()
-flags.DEFINE_string('workdir', None, 'Run directory of stargan_jax.main (its checkpoints/ '
-                    'directory is accepted too).', flag_values=FLAGS)
-flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).', flag_values=FLAGS)
-cli.define_use_ema(FLAGS)
+cli.define_run_flags(FLAGS, data_dir=False)
 flags.DEFINE_string('input', None, 'An image file or a directory of images.', flag_values=FLAGS)
 flags.DEFINE_string('out', None, 'Output folder.', flag_values=FLAGS)
-flags.mark_flags_as_required(['workdir', 'input', 'out'], flag_values=FLAGS)
+flags.mark_flags_as_required(['input', 'out'], flag_values=FLAGS)
 flags.DEFINE_string('attrs', None, 'Attribute changes, e.g. Blond_Hair=1,Male=0 (attribute '
                     'checkpoints); the other attributes keep the values D reads from the image.',
                     flag_values=FLAGS)

@@ -321,11 +321,7 @@ RULE_ATTRIBUTES = ('correct when the classifier reads the changed attribute (the
 
 def _target_sets(layout: labels_lib.LabelLayout, source: int, c_org: np.ndarray):
   """[(target dataset j, [c_trg per domain])], as in the test grids."""
-  out = []
-  for j, spec in enumerate(layout.specs):
-    own = c_org if j == source else np.zeros((c_org.shape[0], spec.c_dim), np.float32)
-    out.append((j, spec.test_targets(own)))
-  return out
+  return [(j, layout.test_targets(j, source, c_org)) for j in range(layout.num_datasets)]
 
 
 def translation_metrics(translate_fn, g_params, layout: labels_lib.LabelLayout, datasets,

@@ -334,13 +334,12 @@ def evaluate(translate_fn, g_params, layout: labels_lib.LabelLayout, datasets, e
     counts = dict.fromkeys(fakes, 0)
     for batch in input_pipeline.eval_batches(d, batch_size, limit=limit):
       x, c_org = np.asarray(batch['image'], np.float32), np.asarray(batch['label'], np.float32)
-      for j, spec in enumerate(layout.specs):
-        own = c_org if j == src else np.zeros((x.shape[0], spec.c_dim), np.float32)
-        targets = spec.test_targets(own)
+      for j in range(layout.num_datasets):
+        targets = layout.test_targets(j, src, c_org)
         for q, dom in enumerate(doms[j]):
           if counts[(j, q)] >= fid_samples:
             continue
-          rows = ~dom.contains(own) if j == src else np.ones(x.shape[0], bool)
+          rows = ~dom.contains(c_org) if j == src else np.ones(x.shape[0], bool)
           c_trg = targets[dom.column]
           rows &= dom.contains(c_trg)  # the column's target lies in this domain
           rows = np.flatnonzero(rows)[:fid_samples - counts[(j, q)]]
@@ -373,3 +372,49 @@ def evaluate(translate_fn, g_params, layout: labels_lib.LabelLayout, datasets, e
       }
     result[d.name] = per_target
   return result
+
+
+
+def summary_lines(result: dict) -> list[str]:
+  lines = []
+  for src, per_trg in result.items():
+    for trg, e in per_trg.items():
+      m, a = e['mean'], e['all']
+      if m['fid'] is None:
+        lines.append(f'FID {src} -> {trg}: not enough images')
+        continue
+      lines.append(
+          f'FID {src} -> {trg} domains: mean over domains {m["fid"]:.2f} (floor '
+          f'{m["floor"]:.2f}, {m.get("fid_over_floor", float("nan")):.2f}x), KID x 1000 '
+          f'{1000 * m["kid"]:.2f} (floor {1000 * m["kid_floor"]:.2f}); all translations '
+          f'{_f(a.get("fid"))} at n={a.get("n")} (floor {_f(a.get("floor"))})')
+  return lines
+
+
+def _f(x) -> str:
+  return '-' if x is None else f'{x:.2f}'
+
+
+def markdown_lines(result: dict) -> list[str]:
+  lines = ['## Realism: FID and KID (Inception pool features)', '',
+           'Per target domain: *real* = its training images, *fake* = test images translated '
+           'into it; the floor is the domain\'s real test images against the same training '
+           'images, at the same count n. KID x 1000.', '']
+  for src, per_trg in result.items():
+    for trg, e in per_trg.items():
+      lines += [f'### {src} test images -> {trg} domains', '',
+                '| domain | n | FID | floor | FID / floor | KID | KID floor | FID, all translations (count) |',
+                '|---|---|---|---|---|---|---|---|']
+      rows = list(e['domains'].items()) + [('**mean**', e['mean']), ('**all domains**', e['all'])]
+      for name, r in rows:
+        ratio = r.get('fid_over_floor')
+        kid_v, kid_f = r.get('kid'), r.get('kid_floor')
+        lines.append(
+            f'| {name} | {r.get("n", "")} | {_f(r.get("fid"))} | {_f(r.get("floor"))} | '
+            f'{"-" if ratio is None else f"{ratio:.2f}x"} | '
+            f'{"-" if kid_v is None else f"{1000 * kid_v:.2f}"} | '
+            f'{"-" if kid_f is None else f"{1000 * kid_f:.2f}"} | '
+            f'{_f(r.get("fid_all_translations"))}'
+            f'{"" if "translations" not in r else " (" + str(r["translations"]) + ")"} |')
+      lines.append('')
+  return lines

