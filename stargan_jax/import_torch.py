@@ -161,7 +161,7 @@ def _key_map(reference_modules, ours) -> list[tuple[tuple[str, ...], str, str]]:
       entries.append((('params',) + path + ('kernel',), f'{prefix}.weight', CONV))
       if 'bias' in names:
         entries.append((('params',) + path + ('bias',), f'{prefix}.bias', VECTOR))
-    else:  # a change in models.py that this importer does not know about
+    else:  # a change in models/stargan.py that this importer does not know about
       raise AssertionError(f'reference module {prefix} ({kind}) paired with our {path} holding '
                            f'{sorted(names)}')
   return entries

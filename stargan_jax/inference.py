@@ -116,7 +116,10 @@ def load_model(workdir: str, step: int | None = None, use_ema: bool = True) -> L
     where = os.path.join(run.checkpoints, str(step))
     layout = ckpt_lib.check_meta(meta, where)
     cfg = config_lib.Config.from_dict(meta['config'])
-    model = steps.StarGAN.from_config(cfg, layout)
+    # How convolutions are computed is a choice of the machine, not of the
+    # model (same numbers): the run's own --conv_impl may not suit this one.
+    model = steps.StarGAN.from_config(
+        dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, conv_impl='auto')), layout)
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     abstract = jax.eval_shape(model.init, jax.random.key(0))
     # What was saved decides, not the stored config: an EMA-less checkpoint

@@ -55,9 +55,11 @@ flags.DEFINE_integer('g_repeat_num', None, 'Residual blocks in G.', flag_values=
 flags.DEFINE_integer('d_repeat_num', None, 'Strided convs in D.', flag_values=FLAGS)
 flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'], 'Compute dtype (params stay float32).',
                   flag_values=FLAGS)
-flags.DEFINE_string('conv_impl', None, 'How convolutions are computed: auto (default: the form '
-                    "measured fastest for this platform and CPU kind), xla (XLA's own), or a "
-                    'named form (stargan_jax.models.conv).', flag_values=FLAGS)
+flags.DEFINE_enum('conv_impl', None, ['auto', 'xla', 'patches', 'winograd'], 'How '
+                  'convolutions are computed (same numbers): auto (default: the rule of '
+                  'stargan_jax.models.conv for this platform and CPU kind), xla (XLA\'s own '
+                  'everywhere), patches (D\'s strided convs as patches @ kernel, G\'s transposed '
+                  'convs sub-pixel), winograd (patches plus G\'s CPU forms).', flag_values=FLAGS)
 # optimisation
 flags.DEFINE_integer('num_iters', None, 'Training iterations (one D step each).', flag_values=FLAGS)
 flags.DEFINE_integer('num_iters_decay', None, 'Iterations over which the lr decays, at the end.',

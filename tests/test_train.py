@@ -121,3 +121,9 @@ def test_cli_train_then_test_mode(data_dir, tmp_path):
   assert bad.returncode == 2 and "unknown attribute(s) ['Purple']" in bad.stderr
   assert 'valid attributes: Red, Green, Blue, Frame, Dark' in bad.stderr
   assert 'Traceback' not in bad.stderr and 'error: ' in bad.stderr
+
+
+def test_main_conv_impl_flag_lists_every_form():
+  from stargan_jax import main
+  from stargan_jax.models import conv
+  assert tuple(main.FLAGS['conv_impl'].enum_values) == conv.IMPLS
