@@ -126,4 +126,4 @@ def test_cli_train_then_test_mode(data_dir, tmp_path):
 def test_main_conv_impl_flag_lists_every_form():
   from stargan_jax import main
   from stargan_jax.models import conv
-  assert tuple(main.FLAGS['conv_impl'].enum_values) == conv.IMPLS
+  assert tuple(main.FLAGS['conv_impl'].parser.enum_values) == conv.IMPLS
