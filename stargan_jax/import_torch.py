@@ -7,12 +7,12 @@ them into a checkpoint directory that ``python -m stargan_jax.main --mode=test``
 the evaluators and ``--resume`` accept::
 
   python -m stargan_jax.import_torch --g_ckpt=stargan_celeba_128/models/200000-G.ckpt \
-      --d_ckpt=stargan_celeba_128/models/200000-D.ckpt --out=runs/celeba_128_imported \
+      --d_ckpt=stargan_celeba_128/models/200000-D.ckpt --workdir=runs/celeba_128_imported \
       --image_size=128 --datasets=celeba --attrs=Black_Hair,Blond_Hair,Brown_Hair,Male,Young
 
   # the joint CelebA+RaFD model (G label 5 + 8 + 2 = 15, D classifier 13)
   python -m stargan_jax.import_torch --g_ckpt=200000-G.ckpt --d_ckpt=200000-D.ckpt \
-      --out=runs/joint_imported --datasets=celeba,rafd
+      --workdir=runs/joint_imported --datasets=celeba,rafd
 
 Layout conversion (every tensor is checked against the shape our model
 expects before anything is written):
@@ -500,8 +500,8 @@ flags.DEFINE_string('g_ckpt', None, "The reference's generator state dict, e.g. 
                     flag_values=FLAGS)
 flags.DEFINE_string('d_ckpt', None, 'Its discriminator state dict (optional: without it D is '
                     'freshly initialised).', flag_values=FLAGS)
-flags.DEFINE_string('out', None, 'Run directory to create; the checkpoint goes to '
-                    'OUT/checkpoints/STEP.', flag_values=FLAGS)
+flags.DEFINE_string('workdir', None, 'Run directory to create; the checkpoint goes to '
+                    'WORKDIR/checkpoints/STEP.', flag_values=FLAGS)
 flags.DEFINE_integer('step', None, 'Step to save as (default: the iteration in the file name, '
                      'e.g. 200000 for 200000-G.ckpt, else 0).', flag_values=FLAGS)
 flags.DEFINE_list('datasets', ['celeba'], 'Dataset(s) the model was trained on; two or more for '
@@ -526,11 +526,11 @@ flags.DEFINE_integer('seed', 0, 'Seed of a fresh D (when --d_ckpt is not given).
 def main(args):
   """Imports as the flags say; prints a summary and the command that writes the test grids."""
   cli.require(not args, f'unexpected arguments: {args}')
-  for name in ('g_ckpt', 'out'):
+  for name in ('g_ckpt', 'workdir'):
     cli.require(bool(FLAGS[name].value), f'--{name} is required')
   cli.quiet_libraries()  # Orbax logs every save step at INFO
   directory, step, state, meta = import_checkpoints(
-      FLAGS.g_ckpt, FLAGS.out, d_ckpt=FLAGS.d_ckpt, datasets=FLAGS.datasets, attrs=FLAGS.attrs,
+      FLAGS.g_ckpt, FLAGS.workdir, d_ckpt=FLAGS.d_ckpt, datasets=FLAGS.datasets, attrs=FLAGS.attrs,
       rafd_classes=FLAGS.rafd_classes, image_size=FLAGS.image_size, g_conv_dim=FLAGS.g_conv_dim,
       d_conv_dim=FLAGS.d_conv_dim, g_repeat_num=FLAGS.g_repeat_num,
       d_repeat_num=FLAGS.d_repeat_num, step=FLAGS.step, seed=FLAGS.seed,
@@ -542,7 +542,7 @@ def main(args):
   print(f'Labels: {_label_summary(layout)} -> G label {layout.g_dim}, D classifier '
         f'{layout.cls_dim}; image size {FLAGS.image_size}')
   # The checkpoint's meta holds the model's sizes and labels: no other flag is needed.
-  print(f'Test grids: python -m stargan_jax.main --mode=test --workdir={FLAGS.out}')
+  print(f'Test grids: python -m stargan_jax.main --mode=test --workdir={FLAGS.workdir}')
 
 
 if __name__ == '__main__':

@@ -342,7 +342,7 @@ def test_command_line(tmp_path, capsys):
   _, _, g_path, d_path = _save_reference(tmp_path, g_dim=15, cls_dim=13, image_size=32,
                                          conv_dim=8, d_repeat=5, iteration=7)
   out_dir = tmp_path / 'out'
-  argv = [f'--g_ckpt={g_path}', f'--d_ckpt={d_path}', f'--out={out_dir}', '--image_size=32',
+  argv = [f'--g_ckpt={g_path}', f'--d_ckpt={d_path}', f'--workdir={out_dir}', '--image_size=32',
           '--datasets=celeba,rafd', '--g_conv_dim=8', '--d_conv_dim=8', '--d_repeat_num=5']
   assert import_torch.main(argv) == 0
   out = capsys.readouterr().out
@@ -355,7 +355,7 @@ def test_command_line(tmp_path, capsys):
   assert 'already holds checkpoints' in _one_error_line(capsys.readouterr().err)
   assert import_torch.main(['--dataset=celeba', f'--g_ckpt={g_path}']) == 2  # an alias
   assert import_torch.FLAGS.datasets == ['celeba']
-  assert _one_error_line(capsys.readouterr().err) == 'error: --out is required'
+  assert _one_error_line(capsys.readouterr().err) == 'error: --workdir is required'
 
 
 def test_importing_stargan_jax_does_not_import_torch():

@@ -381,10 +381,10 @@ def test_auto_rule_by_platform_and_cpu_flags():
   assert conv.cpu_flags(None) == conv.cpu_flags('') == frozenset()
   assert [conv.cpu_kind(t) for t in (CPUINFO_AVX512, CPUINFO_AVX2, CPUINFO_ARM, None)] == \
       ['avx512f', 'avx2', 'other', 'other']
-  # The rule: G's CPU forms where they were measured to pay (AVX2 without
-  # AVX-512); on any other CPU only the D and transposed-conv forms.
+  # The rule: G's CPU forms on the x86 kinds where they were measured to pay
+  # (AVX2, AVX-512); on any other CPU only the D and transposed-conv forms.
   assert conv.auto_impl('cpu', CPUINFO_AVX2) == 'winograd'
-  assert conv.auto_impl('cpu', CPUINFO_AVX512) == 'patches'
+  assert conv.auto_impl('cpu', CPUINFO_AVX512) == 'winograd'
   assert conv.auto_impl('cpu', CPUINFO_ARM) == 'patches'
   assert conv.auto_impl('cpu', None) == 'patches'  # /proc/cpuinfo unreadable
   for info in (CPUINFO_AVX2, CPUINFO_AVX512, None):

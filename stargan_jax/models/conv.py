@@ -20,7 +20,7 @@ slow on some convolution derivatives, and the forms replace those:
   to depth) for the down-sampling convs, ``tap_weight_grad_conv`` (weight
   gradients as matmuls, F(2x2, 3x3) for 3x3 ones) for the others, XLA's own
   for narrow convs on small maps. These pay where XLA's convolution
-  gradients are slowest relative to its matmuls: measured on an AVX2 CPU.
+  gradients are slowest relative to its matmuls (x86 CPUs with AVX2 or AVX-512).
 
 ``conv_impl`` (``--conv_impl``, ``ModelConfig.conv_impl``, the networks'
 attribute) names which forms are used, per role:
@@ -32,12 +32,14 @@ attribute) names which forms are used, per role:
   winograd    cpu_conv      sub-pixel (cpu_conv)    patches_conv
   auto        auto_impl's choice of the above, by platform and CPU kind
 
-``auto_impl`` is the rule: not a CPU (GPU, TPU): ``xla``; a CPU with AVX2 and
-without AVX-512 (``avx512f``): ``winograd``, where its G forms were measured
-to pay; any other CPU (AVX-512, ARM, flags unknown): ``patches``, since on
-an AVX-512 CPU XLA's own G convolutions were the faster, while the D and
-transposed-conv forms replace derivatives that are slow on every CPU
-measured. Only the G forms' choice depends on the CPU kind. A network
+``auto_impl`` is the rule: not a CPU (GPU, TPU): ``xla``; an x86 CPU with
+AVX2 (with or without AVX-512): ``winograd``, the fastest name on both kinds
+in ``experiments/cpu_speed.py``'s runs (README, Devices and speed); any other
+CPU (ARM, flags unknown): ``patches``, whose D and transposed-conv forms
+replace derivatives that are slow on every CPU measured, while the G forms
+were tuned on x86 only. Only the G forms' choice depends on the CPU kind;
+where they lose (they did on one AVX-512 machine), ``--conv_impl=patches``
+is the override. A network
 takes its name as an attribute and asks ``select`` for each role's
 function; ``resolve`` fixes ``auto`` for a platform once (``train.jit_steps``
 does, for its mesh's platform).
@@ -104,7 +106,7 @@ def auto_impl(platform: str, cpuinfo: str | None) -> str:
   """
   if platform != 'cpu':
     return 'xla'
-  return 'winograd' if cpu_kind(cpuinfo) == 'avx2' else 'patches'
+  return 'winograd' if cpu_kind(cpuinfo) in ('avx2', 'avx512f') else 'patches'
 
 
 def check(impl: str) -> str:
