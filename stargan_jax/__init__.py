@@ -1,3 +1,3 @@
 """stargan-jax: StarGAN (Choi et al., CVPR 2018) in JAX/Flax."""
 
-__version__ = '0.1.2'
+__version__ = '0.3.0'
