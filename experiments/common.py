@@ -32,6 +32,14 @@ _SHORT_RUN_FIELDS = (('image_size', 'data'), ('batch_size', 'data'), ('g_conv_di
                      ('n_critic', 'optim'))
 
 
+def define_figure_flags(fv: flags.FlagValues) -> None:
+  """--num_images, --num_eval, --classifier_dir: the translation grids' own flags."""
+  flags.DEFINE_integer('num_images', 8, 'Rows of the figure.', flag_values=fv)
+  flags.DEFINE_integer('num_eval', 200, 'Test images for the numbers.', flag_values=fv)
+  flags.DEFINE_string('classifier_dir', None, 'Domain classifiers saved by stargan_jax.evaluate '
+                      '(default: WORKDIR/classifier).', flag_values=fv)
+
+
 def define_run_flags(fv: flags.FlagValues, default_datasets: Sequence[str]) -> None:
   """--workdir, --step, --use_ema, --data_dir, --out, and the short run of --train."""
   cli.define_run_flags(fv)

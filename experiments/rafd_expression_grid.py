@@ -21,7 +21,6 @@ import sys
 from typing import Sequence
 
 import numpy as np
-from absl import flags
 
 from experiments import common
 from stargan_jax import cli
@@ -33,10 +32,7 @@ from stargan_jax.evaluation import pixels
 PROG = 'python -m experiments.rafd_expression_grid'
 FLAGS = cli.flag_values()
 common.define_run_flags(FLAGS, default_datasets=['procedural_classes'])
-flags.DEFINE_integer('num_images', 8, 'Rows of the figure.', flag_values=FLAGS)
-flags.DEFINE_integer('num_eval', 200, 'Test images for the numbers.', flag_values=FLAGS)
-flags.DEFINE_string('classifier_dir', None, 'Domain classifiers saved by stargan_jax.evaluate '
-                    '(default: WORKDIR/classifier).', flag_values=FLAGS)
+common.define_figure_flags(FLAGS)
 
 
 def run(argv: Sequence[str]) -> dict:
