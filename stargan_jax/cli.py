@@ -74,7 +74,9 @@ def parse(fv: flags.FlagValues, argv: Sequence[str], prog: str = '') -> list[str
   try:
     rest = fv([prog or 'prog', *argv])
   except flags.Error as e:
-    raise UserError(str(e)) from None
+    missing = [n for n in fv if fv[n].value is None and
+               f'Flag --{n} must have a value other than None' in str(e)]
+    raise UserError(f'--{missing[0]} is required' if missing else str(e)) from None
   return rest[1:]
 
 
