@@ -132,24 +132,14 @@ def write_class_folders(root: str, classes=('cats', 'dogs', 'owls'), per_class: 
 
 
 def tiny_config(data_dir: str, datasets, num_iters: int = 2, attrs=()):
-  """The smallest trainer config: 32 px, conv_dim 8, one residual block, batch 4."""
+  """The library's tiny preset with a G step every iteration, so a 2-step run trains both."""
   from stargan_jax import config as config_lib
-  cfg = config_lib.default_config()
-  cfg.data.datasets = tuple(datasets)
-  cfg.data.data_dir = data_dir
+  cfg = config_lib.tiny_config(data_dir, datasets, num_iters)
   cfg.data.attrs = tuple(attrs)
-  cfg.data.image_size = 32
-  cfg.data.batch_size = 4
-  cfg.data.num_threads = 2
-  cfg.model = config_lib.ModelConfig(g_conv_dim=8, d_conv_dim=8, g_repeat_num=1, d_repeat_num=5)
-  cfg.optim.num_iters = num_iters
   cfg.optim.num_iters_decay = 1
-  cfg.optim.n_critic = 1  # a G step every iteration, so a 2-step run trains both
+  cfg.optim.n_critic = 1
   cfg.run.log_every = 1
-  cfg.run.sample_every = num_iters
-  cfg.run.checkpoint_every = num_iters
   cfg.run.num_samples = 4
-  cfg.run.eval_at_end = False
   return cfg
 
 
