@@ -40,6 +40,14 @@ def define_figure_flags(fv: flags.FlagValues) -> None:
                       '(default: WORKDIR/classifier).', flag_values=fv)
 
 
+def load_figure_run(fv: flags.FlagValues) -> inference.LoadedModel:
+  """The grids' run, after checking their flags (and a short --train run when asked)."""
+  for name in ('num_images', 'num_eval'):
+    cli.require(fv[name].value > 0, f'--{name} must be positive, got {fv[name].value}')
+  ensure_run(fv)
+  return inference.load_model(fv.workdir, fv.step, use_ema=fv.use_ema)
+
+
 def define_run_flags(fv: flags.FlagValues, default_datasets: Sequence[str]) -> None:
   """--workdir, --step, --use_ema, --data_dir, --out, and the short run of --train."""
   cli.define_run_flags(fv)

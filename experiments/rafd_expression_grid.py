@@ -42,10 +42,7 @@ def run(argv: Sequence[str]) -> dict:
 
 
 def make_figure() -> dict:
-  for name in ('num_images', 'num_eval'):
-    cli.require(FLAGS[name].value > 0, f'--{name} must be positive, got {FLAGS[name].value}')
-  common.ensure_run(FLAGS)
-  loaded = inference.load_model(FLAGS.workdir, FLAGS.step, use_ema=FLAGS.use_ema)
+  loaded = common.load_figure_run(FLAGS)
   layout = loaded.layout
   candidates = [j for j, s in enumerate(layout.specs) if s.kind == labels_lib.CATEGORICAL]
   if not candidates:
