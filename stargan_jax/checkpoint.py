@@ -37,7 +37,7 @@ from stargan_jax import labels as labels_lib
 
 # Meta fields that must agree between a checkpoint and the config restoring it.
 _MUST_MATCH = ('image_size', 'g_dim', 'cls_dim', 'g_conv_dim', 'd_conv_dim', 'g_repeat_num',
-               'd_repeat_num')
+               'd_repeat_num', 'g_output')
 
 
 class CheckpointMismatchError(cli.UserError, ValueError):
@@ -108,6 +108,7 @@ def build_meta(cfg, layout: labels_lib.LabelLayout) -> dict:
       'd_conv_dim': cfg.model.d_conv_dim,
       'g_repeat_num': cfg.model.g_repeat_num,
       'd_repeat_num': cfg.model.d_repeat_num,
+      'g_output': cfg.model.g_output,
       'seed': cfg.run.seed,
       'config': cfg.to_dict(),
   }

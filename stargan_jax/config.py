@@ -2,7 +2,8 @@
 
 Presets (``PRESETS``, ``main.py --preset``): ``default_config()`` is the
 built-in demo (the quick start), ``joint_demo_config()`` the built-in pair
-trained jointly, ``paper_config(dataset)`` the paper's CelebA / RaFD setting,
+trained jointly, ``small_config(dataset)`` the user's own data on small
+compute, ``paper_config(dataset)`` the paper's CelebA / RaFD setting,
 and ``tiny_config()`` the smallest model that runs every code path (tests,
 examples). Flags in ``main.py`` override fields; ``Config.from_dict`` builds
 one from nested values (a checkpoint's meta, or a few overrides). A config
@@ -25,6 +26,9 @@ class ModelConfig:
   # rounding): 'auto' picks per platform and CPU kind (stargan_jax.models.conv),
   # 'xla' is XLA's own convolution everywhere; other names force one form.
   conv_impl: str = 'auto'
+  # G's output: 'image' (the paper's) or 'mask' (GANimation's attention mask,
+  # a * colour + (1 - a) * input; not in StarGAN, see models.Generator).
+  g_output: str = 'image'
 
 
 @dataclasses.dataclass
@@ -56,9 +60,8 @@ class OptimConfig:
   # of G's weights, ema = decay * ema + (1 - decay) * G after every G step,
   # which sample grids, --mode=test, evaluate, translate and the experiments
   # then use. 0 = off: nothing is stored or computed (the paper preset). The
-  # demos keep 0 as well: their G gets only 800 updates, after which an EMA
-  # at 0.999 still holds 0.999**800 = 45% of the initial G (it reached fewer
-  # targets and kept less content than the raw G; README, Departures).
+  # demos use 0.99, not v2's 0.999: their G gets about a thousand updates,
+  # after which an EMA at 0.999 still holds a third of the initial G.
   g_ema_decay: float = 0.0
 
 
@@ -113,6 +116,8 @@ class Config:
                 f'--image_size={d.image_size} must be a multiple of 2**d_repeat_num = '
                 f'{2**m.d_repeat_num} (D halves it d_repeat_num times; G halves it twice), e.g. '
                 f'{max(4, 2**m.d_repeat_num) * max(1, round(d.image_size / 2**m.d_repeat_num))}')
+    cli.require(m.g_output in ('image', 'mask'),
+                f"--g_output must be 'image' or 'mask', got {m.g_output!r}")
     cli.require(m.dtype in ('float32', 'bfloat16'),
                 f"--dtype must be 'float32' or 'bfloat16', got {m.dtype!r}")
     cli.require(o.lr_schedule in ('linear', 'reference', 'constant'),
@@ -151,30 +156,34 @@ def paper_config(dataset: str = 'celeba') -> Config:
 
 
 def default_config() -> Config:
-  """The built-in demo: trains in about 9 minutes on a 2-core CPU.
+  """The built-in demo: the drawn faces (CelebA's five default attributes), 32 px.
 
   The paper's architecture family, its StarGAN losses, Adam betas,
   n_critic = 5 and lambda_cls / lambda_gp, scaled down: 32 px, G conv_dim
   16 with 4 residual blocks, D conv_dim 16 with 5 strided convs (a 1x1
-  PatchGAN output at 32 px), 4,000 iterations, and two departures measured
-  on the pixel readers (README, Quick start):
+  PatchGAN output at 32 px), DEMO_ITERS iterations, and departures measured
+  by FID against the real-image floor and the pixel readers (README, Quick
+  start and Departures):
+  * G's attention-mask output (``g_output='mask'``, GANimation's): with the
+    paper's output G repainted every background one grey with speckle;
+  * an EMA of G's weights at 0.99 (``g_ema_decay``), the weights the demo
+    translates with;
   * a 10x higher learning rate (1e-3 for G and D, decaying linearly to 0
     over the second half): at the paper's 1e-4 the generator had not learnt
-    the task after 3,000 iterations (68% of targets reached, noisy images);
+    the task after 3,000 iterations;
   * lambda_rec = 50 instead of 10, and an identity loss (not StarGAN's,
-    CycleGAN's) L1(G(x, c_org), x) weighted lambda_id = 10: the demo's G
-    gets 800 updates, and with the paper's losses it reached 99% of
-    targets but kept the object's silhouette and background in only 64%
-    of translations (seed 0); with lambda_rec 50 alone 62-98% (4 seeds,
-    the failures a drifting background gradient); with both 98-99%.
+    CycleGAN's) L1(G(x, c_org), x) weighted lambda_id = 10: with the paper's
+    losses a short run kept the content of too few translations.
   """
   cfg = Config()
-  cfg.data.datasets = ('procedural',)
+  cfg.data.datasets = ('faces',)
   cfg.data.image_size = 32
-  cfg.model = ModelConfig(g_conv_dim=16, d_conv_dim=16, g_repeat_num=4, d_repeat_num=5)
+  cfg.model = ModelConfig(g_conv_dim=16, d_conv_dim=16, g_repeat_num=4, d_repeat_num=5,
+                          g_output='mask')
   cfg.optim.g_lr = cfg.optim.d_lr = 1e-3
-  cfg.optim.num_iters = 4000
-  cfg.optim.num_iters_decay = 2000
+  cfg.optim.num_iters = DEMO_ITERS
+  cfg.optim.num_iters_decay = DEMO_ITERS // 2
+  cfg.optim.g_ema_decay = 0.99
   cfg.loss.lambda_rec = 50.0
   cfg.loss.lambda_id = 10.0
   cfg.run.sample_every = 1000
@@ -182,14 +191,18 @@ def default_config() -> Config:
   return cfg
 
 
+DEMO_ITERS = 6000
+
+
 def joint_demo_config() -> Config:
-  """The built-in joint demo (paper section 3.2, mask vector): the procedural
-  attribute dataset (CelebA's stand-in) and its categorical variant (RaFD's)
-  trained together; each iteration does a D step (and a G step when due) on a
-  batch of each. The demo's other settings, so that the SNG and JNT runs of
+  """The built-in joint demo (paper section 3.2, mask vector, Figure 1): the
+  drawn faces with attributes (CelebA's stand-in) and with expressions
+  (RaFD's) trained together, so a face of the first gets an expression of the
+  second; each iteration does a D step (and a G step when due) on a batch of
+  each. The demo's other settings, so that the SNG and JNT runs of
   experiments/joint_sng_vs_jnt.py differ only in the data."""
   cfg = default_config()
-  cfg.data.datasets = ('procedural', 'procedural_classes')
+  cfg.data.datasets = ('faces', 'faces_expr')
   return cfg
 
 
@@ -197,7 +210,9 @@ def tiny_config(data_dir: str = '~/tensorflow_datasets', datasets=('procedural',
                 num_iters: int = 6) -> Config:
   """The demo's settings with the smallest networks and batches that run every code path.
 
-  For tests and examples: G conv_dim 8 with one residual block, D conv_dim 8
+  For tests and examples: the paper's G output (no mask) and no EMA, so
+  every path the paper preset takes is the one tested most; G conv_dim 8
+  with one residual block, D conv_dim 8
   (5 strided convs, a 1x1 critic output at 32 px), batch 4, a G step every 2
   D steps, a sample grid and a checkpoint at the end, no final evaluation.
   """
@@ -209,6 +224,7 @@ def tiny_config(data_dir: str = '~/tensorflow_datasets', datasets=('procedural',
   cfg.model = ModelConfig(g_conv_dim=8, d_conv_dim=8, g_repeat_num=1, d_repeat_num=5)
   cfg.optim.num_iters = num_iters
   cfg.optim.num_iters_decay = num_iters // 2
+  cfg.optim.g_ema_decay = 0.0
   cfg.optim.n_critic = 2
   cfg.run.log_every = 2
   cfg.run.sample_every = num_iters
@@ -218,5 +234,46 @@ def tiny_config(data_dir: str = '~/tensorflow_datasets', datasets=('procedural',
   return cfg
 
 
+def small_config(dataset: str = 'celeba') -> Config:
+  """Your own data on small compute: 64 px, about 10,000 images in 30 minutes on 2 CPU cores.
+
+  The demo's recipe (its departures: the attention-mask output, the EMA,
+  lambda_rec 50 and the identity loss, lr 1e-3) at 64 px, with D's five
+  strided convs leaving a 2 x 2 PatchGAN output as the paper's six do at
+  128 px. The README gives its measurements on CelebA- and RaFD-layout sets.
+  """
+  cfg = default_config()
+  cfg.data.datasets = (dataset,)
+  cfg.data.image_size = 64
+  cfg.optim.num_iters = SMALL_ITERS
+  cfg.optim.num_iters_decay = SMALL_ITERS // 2
+  cfg.run.sample_every = cfg.run.checkpoint_every = 1000
+  return cfg
+
+
+SMALL_ITERS = 6000
+
 PRESETS = {'demo': default_config, 'joint': joint_demo_config, 'paper': paper_config,
-           'tiny': tiny_config}
+           'small': small_config, 'tiny': tiny_config}
+
+# Datasets drawn by the library (no files from the user): the demos' presets fit them.
+BUILT_IN = ('faces', 'faces_expr', 'procedural', 'procedural_classes')
+
+
+def preset_for(datasets) -> tuple[str, str]:
+  """(preset, the line saying why) for ``--datasets`` when no ``--preset`` is given.
+
+  Built-in datasets get the demo's preset (``joint`` for two of them); any
+  dataset of the user's (CelebA, RaFD, folders) gets ``small``, never the
+  32 px demo's config.
+  """
+  datasets = tuple(datasets)
+  if not datasets:
+    return 'demo', "the built-in demo (preset 'demo': faces, 32 px)"
+  if all(d in BUILT_IN for d in datasets):
+    if len(datasets) > 1:
+      return 'joint', f"built-in datasets {','.join(datasets)}: preset 'joint' (32 px)"
+    return 'demo', f"built-in dataset {datasets[0]}: preset 'demo' (32 px)"
+  return 'small', (f"dataset {','.join(datasets)}: preset 'small' (64 px, "
+                   f"{SMALL_ITERS:,} iterations, about 30 minutes on 2 CPU cores at its "
+                   "defaults); --preset=paper for the paper's 128 px / 200k setting")

@@ -142,6 +142,15 @@ class Generator(nn.Module):
 
   ``conv_impl``: how the convolutions are computed (``conv.IMPLS``; roles
   ``g`` and ``g_transpose`` of ``conv.select``).
+
+  ``output``: ``'image'`` is the paper's G, tanh of the last 7x7 conv.
+  ``'mask'`` (not in StarGAN; GANimation's, Pumarola et al. 2018, which
+  extends StarGAN) adds a second 7x7 head ``conv_mask`` giving a per-pixel
+  mask ``a = sigmoid(.)``, and returns ``a * colour + (1 - a) * x``: where G
+  changes nothing it copies the input's pixels. The paper's G must redraw
+  every pixel from instance-normalised features, which lose each channel's
+  spatial mean, i.e. the image's global colour; short runs then paint every
+  background one grey and speckle it (README, Departures).
   """
 
   conv_dim: int = 64
@@ -149,6 +158,7 @@ class Generator(nn.Module):
   repeat_num: int = 6
   dtype: Dtype = jnp.float32
   conv_impl: str = 'auto'
+  output: str = 'image'
 
   @nn.compact
   def __call__(self, x, c):
@@ -174,8 +184,15 @@ class Generator(nn.Module):
       dim //= 2
       y = ConvTranspose4x4(dim, dtype=self.dtype, conv_impl=self.conv_impl)(y)
       y = nn.relu(InstanceNorm(dtype=self.dtype)(y))
-    y = _conv(3, 7, 1, 3, dtype=self.dtype, conv_general_dilated=impl)(y)
-    return jnp.tanh(y.astype(jnp.float32))
+    colour = jnp.tanh(
+        _conv(3, 7, 1, 3, dtype=self.dtype, conv_general_dilated=impl)(y).astype(jnp.float32))
+    if self.output == 'image':
+      return colour
+    if self.output != 'mask':
+      raise ValueError(f"Generator output must be 'image' or 'mask', got {self.output!r}")
+    a = jax.nn.sigmoid(_conv(1, 7, 1, 3, dtype=self.dtype, conv_general_dilated=impl,
+                             name='conv_mask')(y).astype(jnp.float32))
+    return a * colour + (1.0 - a) * x.astype(jnp.float32)
 
 
 class Discriminator(nn.Module):

@@ -1,0 +1,115 @@
+"""A quick realism score of one or more runs, for tuning: pixel readers and one FID each.
+
+``python -m stargan_jax.evaluate`` is the full protocol (FID per target domain,
+the classifier, charts); on 2 CPU cores it needs one Inception pass per
+translation into every domain, several minutes a run. To compare many
+training configs this script takes the cheaper figure that still answers "do
+the translations look like real images": every test image is translated into
+*one* target (the test grid's columns in turn, ``i % columns``), so N test
+images give N translations, and their FID against the first N real training
+images is read next to the floor at the same count (the first N real test
+images against the same training images). With the pixel readers (built-in
+datasets) it reports target reached and content preserved over all targets.
+
+    python -m experiments.realism_check --workdirs=runs/a,runs/b --n=500
+
+prints one markdown row per run and weights (``raw``, and ``ema`` when the run
+kept one) and writes them to ``--out`` as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+from absl import flags
+
+from stargan_jax import cli
+from stargan_jax import inference
+from stargan_jax.evaluation import fid as fid_lib
+from stargan_jax.evaluation import pixels
+
+FLAGS = cli.flag_values()
+flags.DEFINE_list('workdirs', None, 'Run directories to score.', flag_values=FLAGS)
+flags.DEFINE_integer('n', 500, 'Test images (= translations) and real training images.',
+                     flag_values=FLAGS)
+flags.DEFINE_integer('batch_size', 50, 'Batch size of G and Inception.', flag_values=FLAGS)
+flags.DEFINE_string('out', None, 'JSON output file (default: none).', flag_values=FLAGS)
+flags.DEFINE_string('inception_weights', None, 'As evaluate --inception_weights.',
+                    flag_values=FLAGS)
+
+
+def one_target_translations(loaded: inference.LoadedModel, dataset, n: int,
+                            batch_size: int) -> np.ndarray:
+  """uint8 translations of the first ``n`` test images, each into one target column."""
+  from stargan_jax import input_pipeline
+  out = []
+  seen = 0
+  for batch in input_pipeline.eval_batches(dataset, batch_size, limit=n):
+    x, c_org = np.asarray(batch['image'], np.float32), np.asarray(batch['label'], np.float32)
+    targets = loaded.layout.test_targets(0, 0, c_org)
+    col = (seen + np.arange(x.shape[0])) % len(targets)
+    c = np.stack([targets[k][i] for i, k in enumerate(col)])
+    out.append(fid_lib.to_pixels(loaded.translate_batched(x, loaded.layout.embed(0, c),
+                                                          batch_size)))
+    seen += x.shape[0]
+  return np.concatenate(out)
+
+
+def score(workdir: str, n: int, batch_size: int, extractor) -> list[dict]:
+  rows = []
+  for use_ema in (False, True):
+    loaded = inference.load_model(workdir, use_ema=use_ema)
+    if use_ema and loaded.g_ema_params is None:
+      continue
+    datasets = inference.open_datasets(loaded)
+    d = datasets[0]
+    train, _ = fid_lib.real_features(d, 'train', n, extractor, batch_size)
+    test, _ = fid_lib.real_features(d, 'test', n, extractor, batch_size)
+    ref = fid_lib.Reference(train, seed=0)
+    fake = extractor(one_target_translations(loaded, d, n, batch_size))
+    row = {'workdir': workdir, 'step': loaded.step, 'weights': loaded.generator_weights,
+           'n': int(fake.shape[0]), 'fid': ref.fid(fake), 'floor': ref.fid(test[:fake.shape[0]])}
+    row['fid_over_floor'] = row['fid'] / row['floor']
+    acc = pixels.translation_accuracy(loaded.translate_np, loaded.generator_params,
+                                      loaded.layout, datasets[:1], limit=n)
+    if acc is not None:
+      a = acc[d.name][d.name]
+      row.update(target=a['target_accuracy'], content=a['content_preserved'],
+                 success=a['success'])
+    rows.append(row)
+  return rows
+
+
+def _pct(row, key):
+  return f'{100 * row[key]:.1f}%' if key in row else 'n/a'
+
+
+@cli.command(FLAGS, 'python -m experiments.realism_check')
+def main(args):
+  del args
+  cli.require(FLAGS.workdirs, '--workdirs is required')
+  cli.require(FLAGS.n >= 2, f'--n must be at least 2, got {FLAGS.n}')
+  from stargan_jax.evaluation import inception
+  extractor = inception.FeatureExtractor(FLAGS.inception_weights, batch_size=FLAGS.batch_size)
+  rows = []
+  print('| run | step | weights | target reached | content preserved | FID | floor | '
+        'FID / floor |')
+  print('|---|---|---|---|---|---|---|---|')
+  for w in FLAGS.workdirs:
+    for row in score(w, FLAGS.n, FLAGS.batch_size, extractor):
+      rows.append(row)
+      print(f"| {os.path.basename(os.path.normpath(w))} | {row['step']} | {row['weights']} | "
+            f"{_pct(row, 'target')} | {_pct(row, 'content')} | {row['fid']:.1f} | "
+            f"{row['floor']:.2f} | {row['fid_over_floor']:.1f}x |", flush=True)
+  if FLAGS.out:
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+    with open(FLAGS.out, 'w') as f:
+      json.dump(rows, f, indent=1)
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,107 @@
+"""The attention-mask output of G, the presets and how one is chosen when none is given."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from stargan_jax import checkpoint as ckpt_lib
+from stargan_jax import cli
+from stargan_jax import config as config_lib
+from stargan_jax import labels as labels_lib
+from stargan_jax import models
+
+
+def _g(output):
+  return models.Generator(conv_dim=8, c_dim=5, repeat_num=1, output=output)
+
+
+def test_mask_output_adds_one_head_and_blends_colour_with_the_input():
+  x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)), jnp.float32)
+  c = jnp.eye(5)[jnp.array([0, 3])]
+  plain = _g('image').init(jax.random.key(0), x, c)['params']
+  masked = _g('mask').init(jax.random.key(0), x, c)['params']
+  # The paper's parameters keep their names; the mask head is one 7x7 conv to 1 channel.
+  assert set(masked) - set(plain) == {'conv_mask'}
+  assert masked['conv_mask']['kernel'].shape == (7, 7, 8, 1)
+  assert models.count_params(masked) - models.count_params(plain) == 7 * 7 * 8
+
+  y = _g('mask').apply({'params': masked}, x, c)
+  assert y.shape == x.shape and float(jnp.max(jnp.abs(y))) <= 1.0
+  with pytest.raises(ValueError, match="'image' or 'mask'"):
+    _g('other').init(jax.random.key(0), x, c)
+
+
+def test_mask_output_is_the_blend_of_the_colour_head_and_the_input():
+  x = jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (1, 32, 32, 3)), jnp.float32)
+  c = jnp.eye(5)[jnp.array([2])]
+  params = _g('mask').init(jax.random.key(1), x, c)['params']
+  _, inter = _g('mask').apply({'params': params}, x, c, capture_intermediates=True)
+  convs = {k: v['__call__'][0] for k, v in inter['intermediates'].items()
+           if k.startswith('Conv') or k == 'conv_mask'}
+  last = max((k for k in convs if k.startswith('Conv_')), key=lambda k: int(k.split('_')[1]))
+  a = jax.nn.sigmoid(convs['conv_mask'])
+  expect = a * jnp.tanh(convs[last]) + (1 - a) * x
+  np.testing.assert_allclose(_g('mask').apply({'params': params}, x, c), expect, atol=1e-6)
+
+
+def test_g_output_is_checked_stored_and_must_match_on_resume():
+  cfg = config_lib.tiny_config()
+  cfg.model.g_output = 'masked'
+  with pytest.raises(cli.UserError, match='--g_output'):
+    cfg.check()
+  layout = labels_lib.LabelLayout((labels_lib.DomainSpec(
+      'procedural', ('Red', 'Green', 'Blue', 'Frame', 'Dark'), labels_lib.ATTRIBUTES),))
+  cfg.model.g_output = 'mask'
+  saved = ckpt_lib.build_meta(cfg.check(), layout)
+  assert saved['g_output'] == 'mask'
+  assert config_lib.Config.from_dict(saved['config']).model.g_output == 'mask'
+  plain = ckpt_lib.build_meta(config_lib.tiny_config(), layout)
+  with pytest.raises(ckpt_lib.CheckpointMismatchError, match='g_output'):
+    ckpt_lib.check_compatible(saved, plain, 'ckpt/6')
+  # A checkpoint from before the option (no key) is the paper's G.
+  old = {k: v for k, v in plain.items() if k != 'g_output'}
+  old['config'] = {g: dict(v) for g, v in plain['config'].items()}
+  del old['config']['model']['g_output']
+  assert config_lib.Config.from_dict(old['config']).model.g_output == 'image'
+  ckpt_lib.check_compatible(old, plain, 'ckpt/6')
+
+
+def test_presets_are_valid_and_the_paper_keeps_the_papers_g():
+  for name, make in config_lib.PRESETS.items():
+    make().check()
+  assert config_lib.paper_config().model.g_output == 'image'
+  assert config_lib.paper_config().optim.g_ema_decay == 0
+  demo = config_lib.default_config()
+  assert demo.data.datasets == ('faces',) and demo.data.image_size == 32
+  assert config_lib.joint_demo_config().data.datasets == ('faces', 'faces_expr')
+  small = config_lib.small_config()
+  assert small.data.image_size == 64 and small.data.datasets == ('celeba',)
+  assert small.data.image_size % 2**small.model.d_repeat_num == 0
+  assert small.data.image_size // 2**small.model.d_repeat_num == 2  # a 2 x 2 PatchGAN output
+
+
+@pytest.mark.parametrize('datasets, preset', [
+    ((), 'demo'), (('faces',), 'demo'), (('procedural',), 'demo'),
+    (('faces', 'faces_expr'), 'joint'), (('celeba',), 'small'), (('rafd',), 'small'),
+    (('folder',), 'small'), (('celeba', 'rafd'), 'small'), (('faces', 'celeba'), 'small')])
+def test_preset_is_chosen_from_the_data(datasets, preset):
+  chosen, why = config_lib.preset_for(datasets)
+  assert chosen == preset
+  assert f"'{preset}'" in why
+
+
+def test_main_names_the_chosen_preset_and_never_trains_the_demo_on_celeba():
+  from stargan_jax import main
+  lines = []
+  cli.parse(main.FLAGS, ['--workdir=w', '--datasets=celeba'])
+  cfg = main.config_from_flags(log=lambda *a, **k: lines.append(a[0]))
+  assert cfg.data.image_size == 64 and cfg.data.datasets == ('celeba',)
+  assert len(lines) == 1 and "preset 'small'" in lines[0] and '--preset=paper' in lines[0]
+  lines.clear()
+  cli.parse(main.FLAGS, ['--workdir=w', '--datasets=celeba', '--preset=paper'])
+  cfg = main.config_from_flags(log=lambda *a, **k: lines.append(a[0]))
+  assert cfg.data.image_size == 128 and not lines  # an explicit preset is not announced
+  cli.parse(main.FLAGS, ['--workdir=w'])
+  cfg = main.config_from_flags(log=lambda *a, **k: lines.append(a[0]))
+  assert cfg.data.datasets == ('faces',) and "'demo'" in lines[0]
