@@ -38,7 +38,7 @@ from stargan_jax.evaluation import pixels
 
 PROG = 'python -m experiments.celeba_attribute_grid'
 FLAGS = cli.flag_values()
-common.define_run_flags(FLAGS, default_datasets=['procedural'])
+common.define_run_flags(FLAGS, default_datasets=['faces'])
 common.define_figure_flags(FLAGS)
 
 ROLES = (

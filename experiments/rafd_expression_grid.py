@@ -31,7 +31,7 @@ from stargan_jax.evaluation import pixels
 
 PROG = 'python -m experiments.rafd_expression_grid'
 FLAGS = cli.flag_values()
-common.define_run_flags(FLAGS, default_datasets=['procedural_classes'])
+common.define_run_flags(FLAGS, default_datasets=['faces_expr'])
 common.define_figure_flags(FLAGS)
 
 

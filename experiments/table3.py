@@ -1,14 +1,14 @@
 """The paper's Table 3: classification error of synthesized expressions and parameter counts.
 
   python -m experiments.table3 --workdir=RUN
-  python -m experiments.table3 --workdir=runs/table3 --train  # a short procedural_classes run first
+  python -m experiments.table3 --workdir=runs/table3 --train  # a short faces_expr run first
 
 Runs the evaluation protocol of ``python -m stargan_jax.evaluate`` (a
 ResNet-18 trained on the real training images, reused from
 ``--classifier_dir`` when saved there; every test image translated into every
 domain and classified) and lays the result out as the paper's table, next to
 the paper's numbers. The paper's table is on RaFD; on the built-in
-``procedural_classes`` stand-in (the default for ``--train``) only the
+``faces_expr`` stand-in (the default for ``--train``) only the
 protocol is comparable, not the numbers. Writes ``table3.json``,
 ``table3.md`` and ``table3.png`` (classification error per target domain),
 plus the evaluation's own files in ``OUT/evaluation``.
@@ -29,7 +29,7 @@ from stargan_jax.evaluation import report
 
 PROG = 'python -m experiments.table3'
 FLAGS = cli.flag_values()
-common.define_run_flags(FLAGS, default_datasets=['procedural_classes'])
+common.define_run_flags(FLAGS, default_datasets=['faces_expr'])
 flags.DEFINE_integer('limit', None, 'Test images per dataset (default: all).', flag_values=FLAGS)
 cli.define_classifier_flags(FLAGS)
 

@@ -235,12 +235,14 @@ def tiny_config(data_dir: str = '~/tensorflow_datasets', datasets=('procedural',
 
 
 def small_config(dataset: str = 'celeba') -> Config:
-  """Your own data on small compute: 64 px, about 10,000 images in 30 minutes on 2 CPU cores.
+  """Your own data on small compute: 64 px, 6,000 iterations.
 
-  The demo's recipe (its departures: the attention-mask output, the EMA,
+  Meant for about 10,000 images in about 30 minutes on 2 CPU cores. The
+  demo's recipe (its departures: the attention-mask output, the EMA,
   lambda_rec 50 and the identity loss, lr 1e-3) at 64 px, with D's five
   strided convs leaving a 2 x 2 PatchGAN output as the paper's six do at
-  128 px. The README gives its measurements on CelebA- and RaFD-layout sets.
+  128 px. The README gives what it reaches on CelebA- and RaFD-layout sets
+  and which preset to pick.
   """
   cfg = default_config()
   cfg.data.datasets = (dataset,)
@@ -275,5 +277,5 @@ def preset_for(datasets) -> tuple[str, str]:
       return 'joint', f"built-in datasets {','.join(datasets)}: preset 'joint' (32 px)"
     return 'demo', f"built-in dataset {datasets[0]}: preset 'demo' (32 px)"
   return 'small', (f"dataset {','.join(datasets)}: preset 'small' (64 px, "
-                   f"{SMALL_ITERS:,} iterations, about 30 minutes on 2 CPU cores at its "
-                   "defaults); --preset=paper for the paper's 128 px / 200k setting")
+                   f"{SMALL_ITERS:,} iterations); --preset=paper for the paper's 128 px / 200k "
+                   "setting")

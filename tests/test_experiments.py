@@ -122,5 +122,5 @@ def test_short_run_config_is_the_demo_config_with_the_flags():
       demo.model.d_conv_dim, demo.data.batch_size, demo.optim.g_lr)
   cli.parse(table3.FLAGS, ['--workdir=unused'])  # the defaults: Table 3's stand-in dataset
   cfg = common.short_run_config(table3.FLAGS)
-  assert cfg.data.datasets == ('procedural_classes',) and cfg.data.data_dir == demo.data.data_dir
+  assert cfg.data.datasets == ('faces_expr',) and cfg.data.data_dir == demo.data.data_dir
   assert cfg.data.image_size == demo.data.image_size and cfg.optim.num_iters == 2000

@@ -294,9 +294,11 @@ def test_import_without_d_restores_in_trainer(tmp_path, monkeypatch, capsys):
   assert len(messages) == 1 and 'no --d_ckpt' in messages[0]
 
   cfg = config_lib.default_config()
+  cfg.data.datasets = ('procedural',)
   cfg.data.data_dir = str(tmp_path / 'tfds')
   cfg.data.image_size, cfg.data.batch_size, cfg.data.num_threads = 32, 2, 1
   cfg.model = config_lib.ModelConfig(g_conv_dim=8, d_conv_dim=8, g_repeat_num=6, d_repeat_num=1)
+  cfg.optim.g_ema_decay = 0.0  # imported checkpoints have no EMA
   cfg.run.num_samples, cfg.run.log_every = 2, 1
   trainer = train.Trainer(cfg, workdir)
   restored, _, _ = trainer.restore()

@@ -22,6 +22,7 @@ def _model():
   cfg = config_lib.default_config()
   cfg.data.image_size = 32
   cfg.model = config_lib.ModelConfig(8, 8, 1, 5)
+  cfg.optim.g_ema_decay = 0.0
   return steps.StarGAN.from_config(cfg, LAYOUT)
 
 

@@ -18,6 +18,7 @@ def _tiny(layout=None, lambda_id=0.0):
   cfg.data.image_size = 32
   cfg.model = config_lib.ModelConfig(8, 8, 1, 5)
   cfg.loss.lambda_id = lambda_id  # no identity loss unless asked
+  cfg.optim.g_ema_decay = 0.0  # no EMA (tests/test_ema.py has it)
   return steps.StarGAN.from_config(cfg, layout or labels.LabelLayout((SPEC,)))
 
 

@@ -116,10 +116,10 @@ def test_cli_train_then_test_mode(data_dir, tmp_path):
   assert out.returncode == 0, out.stderr[-3000:]
   assert '(EMA G weights)' in out.stdout and len(os.listdir(tmp_path / 'results')) == 250
   assert 'Metadata file does not exist' not in out.stderr  # no Orbax warning on a normal load
-  bad = subprocess.run(common + ['--attrs=Red,Purple'], capture_output=True,
+  bad = subprocess.run(common + ['--attrs=Black_Hair,Purple'], capture_output=True,
                        text=True, env=env, timeout=300)
   assert bad.returncode == 2 and "unknown attribute(s) ['Purple']" in bad.stderr
-  assert 'valid attributes: Red, Green, Blue, Frame, Dark' in bad.stderr
+  assert 'valid attributes: Black_Hair, Blond_Hair, Brown_Hair, Male, Young' in bad.stderr
   assert 'Traceback' not in bad.stderr and 'error: ' in bad.stderr
 
 
