@@ -135,6 +135,11 @@ def define_use_ema(fv: flags.FlagValues) -> None:
                     "G weights.", flag_values=fv)
 
 
+# A floor on the classifier's steps: an epoch of a small set is too short to learn from
+# (README, Evaluating a run).
+CLASSIFIER_MIN_STEPS = 300
+
+
 def define_classifier_flags(fv: flags.FlagValues) -> None:
   """The Table 3 domain classifier's flags (``classifier_settings`` reads them)."""
   flags.DEFINE_string('classifier_dir', None, 'Where the classifier checkpoints live (one '
@@ -143,6 +148,10 @@ def define_classifier_flags(fv: flags.FlagValues) -> None:
                       'judged by the same classifier.', flag_values=fv)
   flags.DEFINE_float('classifier_epochs', 1.0, 'Epochs over the real training images.',
                      flag_values=fv)
+  flags.DEFINE_integer('classifier_min_steps', CLASSIFIER_MIN_STEPS, 'Train at least this many '
+                       'steps whatever --classifier_epochs says (a small set such as RaFD\'s '
+                       '~1,000 images has only 16 steps of batch 64 an epoch); 0: epochs alone.',
+                       flag_values=fv)
   flags.DEFINE_integer('classifier_batch_size', 64, 'Classifier batch size.', flag_values=fv)
   flags.DEFINE_integer('classifier_width', None, 'Channels of the first stage (64 = ResNet-18 '
                        'as published). Default: 64 above 64 px, 16 at the built-in demo sizes.',
@@ -160,11 +169,14 @@ def classifier_settings(fv: flags.FlagValues):
   from stargan_jax.evaluation import classifier  # the classifier's stack only where it is used
   require(fv.classifier_epochs > 0,
           f'--classifier_epochs must be positive, got {fv.classifier_epochs}')
+  require(fv.classifier_min_steps >= 0,
+          f'--classifier_min_steps must be 0 or more, got {fv.classifier_min_steps}')
   require(fv.classifier_batch_size > 0,
           f'--classifier_batch_size must be positive, got {fv.classifier_batch_size}')
   require(fv.classifier_width is None or fv.classifier_width > 0,
           f'--classifier_width must be positive, got {fv.classifier_width}')
   return classifier.TrainSettings(
-      epochs=fv.classifier_epochs, batch_size=fv.classifier_batch_size,
+      epochs=fv.classifier_epochs, min_steps=fv.classifier_min_steps,
+      batch_size=fv.classifier_batch_size,
       width=fv.classifier_width or 0, learning_rate=fv.classifier_lr,
       max_train_images=fv.classifier_train_images)

@@ -260,7 +260,8 @@ def test_evaluate_uses_ema_by_default_and_raw_on_request(ema_run, tmp_path):
   workdir, _ = ema_run
   common = [f'--workdir={workdir}', '--limit=4', '--batch_size=4', '--fid=off',
             f'--classifier_dir={tmp_path / "clf"}', '--classifier_width=4',
-            '--classifier_epochs=1', '--classifier_batch_size=16',
+            '--classifier_epochs=1', '--classifier_min_steps=0',
+            '--classifier_batch_size=16',
             '--classifier_train_images=16']
   results = {}
   for flag, name in (([], 'ema'), (['--use_ema=false'], 'raw')):

@@ -20,9 +20,11 @@ from stargan_jax import labels as labels_lib
 from stargan_jax import models
 
 NAMES = ('Red', 'Green', 'Blue', 'Frame', 'Dark')
-# FID has its own tests (test_fid.py); here it would only add Inception passes.
+# FID has its own tests (test_fid.py); here it would only add Inception passes. Two epochs
+# of 32 images are 4 steps of 16; the floor of 6 steps decides.
 TINY_CLASSIFIER = ['--fid=off', '--classifier_width=4', '--classifier_epochs=2',
-                   '--classifier_batch_size=16', '--classifier_train_images=32']
+                   '--classifier_min_steps=6', '--classifier_batch_size=16',
+                   '--classifier_train_images=32']
 
 
 @pytest.fixture(scope='module')
@@ -56,6 +58,7 @@ def test_protocol_end_to_end_and_classifier_reused(run, tmp_path, capsys):
   clf = result['classifier']['procedural']
   assert clf['reused'] is False and clf['width'] == 4 and clf['stem'] == 'cifar'
   assert clf['train_images'] == 32 and clf['real_test_images'] == 8
+  assert clf['steps'] == 6 and clf['epochs'] == 3  # --classifier_min_steps over the epochs
   assert 0.0 <= clf['real_test_error'] <= 1.0
   assert set(clf['real_test_error_per_domain']) == set(NAMES)
   # The headline attribute error is the mean over attributes.

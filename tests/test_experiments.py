@@ -83,7 +83,8 @@ def test_table3(run, tmp_path):
   # The same tiny classifier settings as test_evaluate: its compiled steps are reused.
   numbers = table3.run([f'--workdir={run}', f'--out={tmp_path}', '--limit=8',
                         f'--classifier_dir={tmp_path / "clf"}', '--classifier_width=4',
-                        '--classifier_epochs=2', '--classifier_batch_size=16',
+                        '--classifier_epochs=2', '--classifier_min_steps=6',
+                        '--classifier_batch_size=16',
                         '--classifier_train_images=32'])
   for name in ('table3.json', 'table3.md', 'table3.png', 'evaluation/evaluation.json'):
     assert (tmp_path / name).is_file()

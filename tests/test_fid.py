@@ -281,7 +281,8 @@ def test_evaluate_prints_fid_kid_and_floor(tmp_path_factory, data_dir, tmp_path,
   run = evaluate_testdata.attribute_run(tmp_path_factory, data_dir)
   args = [f'--workdir={run}', f'--out={tmp_path / "eval"}', '--limit=6', '--batch_size=6',
           '--fid=on', '--fid_samples=6', '--classifier_width=4', '--classifier_epochs=1',
-          '--classifier_batch_size=16', '--classifier_train_images=16',
+          '--classifier_min_steps=0', '--classifier_batch_size=16',
+          '--classifier_train_images=16',
           f'--classifier_dir={tmp_path / "clf"}']
   assert evaluate.main(args) == 0
   out = capsys.readouterr().out

@@ -111,7 +111,8 @@ def evaluate(workdir: str, step: int | None = None, settings: EvalSettings | Non
         'directory': directory, 'reused': reused, 'architecture': 'ResNet-18',
         'width': clf.model.width, 'stem': 'cifar' if clf.model.small_input else 'imagenet',
         'parameters': classifier_lib.count_params(clf.variables),
-        'epochs': clf.meta.get('epochs'), 'train_images': clf.meta.get('train_images'),
+        'steps': clf.meta.get('steps'), 'epochs': clf.meta.get('epochs'),
+        'train_images': clf.meta.get('train_images'),
         'real_test_error': real['error'], 'real_test_error_per_domain': real['per_domain'],
         'real_test_images': real['images'],
     }
