@@ -53,7 +53,7 @@ def tiny_config(data_dir: str, iters: int):
   cfg.model = config_lib.ModelConfig(g_conv_dim=8, d_conv_dim=8, g_repeat_num=1, d_repeat_num=2)
   cfg.optim.g_ema_decay = 0.0  # the paper's G, whatever the demo's
   cfg.optim.g_lr = cfg.optim.d_lr = 1e-4  # the paper's (test_parallel.LR), whatever the demo's
-  # The paper's losses, whatever the demo's: with the demo's (lambda_rec 50
+  # The paper's losses, whatever the demo's: with the demo's (a heavier lambda_rec
   # and the L1 identity term) 8-device and 1-device runs drifted apart beyond
   # this test's tolerance (reduction-order rounding, sign-flipped in the L1
   # terms and made lr-sized by Adam).
