@@ -53,9 +53,7 @@ class ClassifierState:
 @dataclasses.dataclass(frozen=True)
 class TrainSettings:
   epochs: float = 3.0
-  # At least this many steps whatever ``epochs`` says: an epoch of a RaFD-sized set
-  # (about 1,000 images) is 16 steps of batch 64, far too few to learn 8 expressions.
-  min_steps: int = 0
+  min_steps: int = 0  # at least this many steps whatever ``epochs`` says (cli's default)
   batch_size: int = 64
   width: int = 64  # 64 is ResNet-18 as published
   learning_rate: float = 1e-3
@@ -176,6 +174,7 @@ def train(dataset: input_pipeline.Dataset, settings: TrainSettings,
   batch = min(settings.batch_size, n_train)
   steps_per_epoch = max(n_train // batch, 1)
   total = max(int(math.ceil(settings.epochs * steps_per_epoch)), settings.min_steps, 1)
+  epochs = total / steps_per_epoch  # what was trained, the floor included
   model = build_model(spec, size, settings.width)
   variables = init_variables(model, size, settings.seed)
   tx = _optimizer(settings.learning_rate, settings.weight_decay, total)
@@ -188,7 +187,7 @@ def train(dataset: input_pipeline.Dataset, settings: TrainSettings,
                                      num_threads=settings.num_threads)
   log(f'Training the {spec.dataset!r} domain classifier (ResNet-18, width {settings.width}, '
       f'{"CIFAR" if model.small_input else "ImageNet"}-style stem) on {n_train} real training '
-      f'images: {total} steps of batch {batch} ({total / steps_per_epoch:g} epochs)')
+      f'images: {total} steps of batch {batch} ({epochs:g} epochs)')
   t0 = time.time()
   loss = None
   log_every = max(total // 10, 1)
@@ -198,8 +197,7 @@ def train(dataset: input_pipeline.Dataset, settings: TrainSettings,
     if (step + 1) % log_every == 0 or step + 1 == total:
       log(f'  classifier step {step + 1}/{total}, loss {float(loss):.4f}, '
           f'{time.time() - t0:.0f} s')
-  info = {'steps': total, 'epochs': round(total / steps_per_epoch, 3), 'batch_size': batch,
-          'train_images': n_train,
+  info = {'steps': total, 'epochs': round(epochs, 3), 'batch_size': batch, 'train_images': n_train,
           'final_loss': float(loss), 'train_seconds': round(time.time() - t0, 1)}
   return model, {'params': state.params, 'batch_stats': state.batch_stats}, info
 
