@@ -37,7 +37,9 @@ from stargan_jax import labels as labels_lib
 
 # Meta fields that must agree between a checkpoint and the config restoring it.
 _MUST_MATCH = ('image_size', 'g_dim', 'cls_dim', 'g_conv_dim', 'd_conv_dim', 'g_repeat_num',
-               'd_repeat_num', 'g_output')
+               'd_repeat_num', 'g_output', 'g_upsample')
+# What a meta written before a field existed meant by it.
+_META_DEFAULTS = {'g_output': 'image', 'g_upsample': 'transpose'}
 
 
 class CheckpointMismatchError(cli.UserError, ValueError):
@@ -109,6 +111,7 @@ def build_meta(cfg, layout: labels_lib.LabelLayout) -> dict:
       'g_repeat_num': cfg.model.g_repeat_num,
       'd_repeat_num': cfg.model.d_repeat_num,
       'g_output': cfg.model.g_output,
+      'g_upsample': cfg.model.g_upsample,
       'seed': cfg.run.seed,
       'config': cfg.to_dict(),
   }
@@ -267,8 +270,9 @@ def check_compatible(saved: dict, current: dict, where: str) -> None:
   """Raises CheckpointMismatchError naming every differing value."""
   diffs = []
   for key in _MUST_MATCH:
-    if key in saved and key in current and saved[key] != current[key]:
-      diffs.append(f'{key}: checkpoint has {saved[key]}, current config has {current[key]}')
+    s, c = (m.get(key, _META_DEFAULTS.get(key)) for m in (saved, current))
+    if s is not None and c is not None and s != c:
+      diffs.append(f'{key}: checkpoint has {s}, current config has {c}')
   saved_names = [d['names'] for d in saved.get('layout', {}).get('datasets', [])]
   cur_names = [d['names'] for d in current.get('layout', {}).get('datasets', [])]
   if saved_names and cur_names and saved_names != cur_names:

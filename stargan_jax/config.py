@@ -29,6 +29,9 @@ class ModelConfig:
   # G's output: 'image' (the paper's) or 'mask' (GANimation's attention mask,
   # a * colour + (1 - a) * input; not in StarGAN, see models.Generator).
   g_output: str = 'image'
+  # G's up-sampling: 'transpose' (the paper's 4x4 stride-2 transposed convs) or
+  # 'resize' (nearest-neighbour x2 then a 3x3 conv, StarGAN v2's; not in v1).
+  g_upsample: str = 'transpose'
 
 
 @dataclasses.dataclass
@@ -118,6 +121,8 @@ class Config:
                 f'{max(4, 2**m.d_repeat_num) * max(1, round(d.image_size / 2**m.d_repeat_num))}')
     cli.require(m.g_output in ('image', 'mask'),
                 f"--g_output must be 'image' or 'mask', got {m.g_output!r}")
+    cli.require(m.g_upsample in ('transpose', 'resize'),
+                f"--g_upsample must be 'transpose' or 'resize', got {m.g_upsample!r}")
     cli.require(m.dtype in ('float32', 'bfloat16'),
                 f"--dtype must be 'float32' or 'bfloat16', got {m.dtype!r}")
     cli.require(o.lr_schedule in ('linear', 'reference', 'constant'),

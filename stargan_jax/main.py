@@ -61,6 +61,9 @@ flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'], 'Compute dtype (params
 flags.DEFINE_enum('g_output', None, ['image', 'mask'], "G's output: image (the paper's) or "
                   "mask (GANimation's attention mask: a * colour + (1 - a) * input, pixels G "
                   'does not change are copied; not in StarGAN).', flag_values=FLAGS)
+flags.DEFINE_enum('g_upsample', None, ['transpose', 'resize'], "G's up-sampling: transpose "
+                  "(the paper's 4x4 stride-2 transposed convs) or resize (nearest-neighbour x2 "
+                  "then a 3x3 conv, StarGAN v2's; not in StarGAN v1).", flag_values=FLAGS)
 flags.DEFINE_enum('conv_impl', None, ['auto', 'xla', 'patches', 'winograd'], 'How '
                   'convolutions are computed (same numbers): auto (default: the rule of '
                   'stargan_jax.models.conv for this platform and CPU kind), xla (XLA\'s own '
@@ -113,7 +116,7 @@ flags.DEFINE_integer('process_id', None, 'This process, 0 .. num_processes - 1 (
 _FIELDS = {
     'data': ('data_dir', 'manual_dir', 'image_size', 'batch_size', 'num_threads'),
     'model': ('g_conv_dim', 'd_conv_dim', 'g_repeat_num', 'd_repeat_num', 'dtype', 'conv_impl',
-              'g_output'),
+              'g_output', 'g_upsample'),
     'optim': ('num_iters', 'num_iters_decay', 'lr_schedule', 'g_lr', 'd_lr', 'beta1', 'beta2',
               'n_critic', 'g_ema_decay'),
     'loss': ('lambda_cls', 'lambda_rec', 'lambda_gp', 'lambda_id'),

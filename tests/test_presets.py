@@ -67,10 +67,65 @@ def test_g_output_is_checked_stored_and_must_match_on_resume():
   ckpt_lib.check_compatible(old, plain, 'ckpt/6')
 
 
+def test_resize_upsampling_replaces_the_transposed_convs_and_keeps_the_other_names():
+  x = jnp.asarray(np.random.default_rng(2).uniform(-1, 1, (2, 32, 32, 3)), jnp.float32)
+  c = jnp.eye(5)[jnp.array([1, 4])]
+  g = lambda up: models.Generator(conv_dim=8, c_dim=5, repeat_num=1, output='mask', upsample=up)
+  plain = g('transpose').init(jax.random.key(0), x, c)['params']
+  resized = g('resize').init(jax.random.key(0), x, c)['params']
+  assert set(plain) - set(resized) == {'ConvTranspose4x4_0', 'ConvTranspose4x4_1'}
+  assert set(resized) - set(plain) == {'up_conv_0', 'up_conv_1'}
+  assert resized['up_conv_0']['kernel'].shape == (3, 3, 32, 16)
+  assert resized['up_conv_1']['kernel'].shape == (3, 3, 16, 8)
+  for name in set(plain) & set(resized):  # every other layer, the same shapes
+    assert jax.tree.map(jnp.shape, plain[name]) == jax.tree.map(jnp.shape, resized[name])
+  y = g('resize').apply({'params': resized}, x, c)
+  assert y.shape == x.shape and float(jnp.max(jnp.abs(y))) <= 1.0
+
+  # The resize is nearest-neighbour: a 3x3 conv of the doubled map, not of a smoothed one.
+  _, inter = g('resize').apply({'params': resized}, x, c, capture_intermediates=True,
+                               mutable=['intermediates'])
+  up_in = inter['intermediates']['ResidualBlock_0']['__call__'][0]  # the bottleneck's output
+  k = resized['up_conv_0']['kernel']
+  doubled = jnp.repeat(jnp.repeat(up_in, 2, axis=1), 2, axis=2)
+  expect = jax.lax.conv_general_dilated(doubled, k, (1, 1), ((1, 1), (1, 1)),
+                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  np.testing.assert_allclose(inter['intermediates']['up_conv_0']['__call__'][0], expect,
+                             atol=1e-4)
+  with pytest.raises(ValueError, match='upsample'):
+    g('bilinear').init(jax.random.key(0), x, c)
+
+
+def test_g_upsample_is_checked_stored_and_older_checkpoints_mean_transpose():
+  cfg = config_lib.tiny_config()
+  cfg.model.g_upsample = 'bilinear'
+  with pytest.raises(cli.UserError, match='--g_upsample'):
+    cfg.check()
+  layout = labels_lib.LabelLayout((labels_lib.DomainSpec(
+      'procedural', ('Red', 'Green', 'Blue', 'Frame', 'Dark'), labels_lib.ATTRIBUTES),))
+  cfg.model.g_upsample = 'resize'
+  saved = ckpt_lib.build_meta(cfg.check(), layout)
+  assert saved['g_upsample'] == 'resize'
+  assert config_lib.Config.from_dict(saved['config']).model.g_upsample == 'resize'
+  plain = ckpt_lib.build_meta(config_lib.tiny_config(), layout)
+  with pytest.raises(ckpt_lib.CheckpointMismatchError, match='g_upsample'):
+    ckpt_lib.check_compatible(saved, plain, 'ckpt/6')
+  # A checkpoint from before the option (no key) has the paper's transposed convs:
+  # it loads as such, and a resize config refuses it by name.
+  old = {k: v for k, v in plain.items() if k != 'g_upsample'}
+  old['config'] = {g: dict(v) for g, v in plain['config'].items()}
+  del old['config']['model']['g_upsample']
+  assert config_lib.Config.from_dict(old['config']).model.g_upsample == 'transpose'
+  ckpt_lib.check_compatible(old, plain, 'ckpt/6')
+  with pytest.raises(ckpt_lib.CheckpointMismatchError, match='g_upsample: checkpoint has transpose'):
+    ckpt_lib.check_compatible(old, saved, 'ckpt/6')
+
+
 def test_presets_are_valid_and_the_paper_keeps_the_papers_g():
   for name, make in config_lib.PRESETS.items():
     make().check()
   assert config_lib.paper_config().model.g_output == 'image'
+  assert config_lib.paper_config().model.g_upsample == 'transpose'
   assert config_lib.paper_config().optim.g_ema_decay == 0
   demo = config_lib.default_config()
   assert demo.data.datasets == ('faces',) and demo.data.image_size == 32

@@ -137,6 +137,9 @@ class ResidualBlock(nn.Module):
     return x + h
 
 
+UPSAMPLE = ('transpose', 'resize')
+
+
 class Generator(nn.Module):
   """G(x, c): image N x H x W x 3 in [-1, 1] and labels N x c_dim -> image.
 
@@ -151,6 +154,13 @@ class Generator(nn.Module):
   every pixel from instance-normalised features, which lose each channel's
   spatial mean, i.e. the image's global colour; short runs then paint every
   background one grey and speckle it (README, Departures).
+
+  ``upsample``: ``'transpose'`` is the paper's 4x4 stride-2 transposed conv.
+  ``'resize'`` (not in StarGAN v1; StarGAN v2's up-sampling, Odena et al.
+  2016's fix for checkerboard artefacts) doubles the size by nearest
+  neighbour and then applies a 3x3 conv (``up_conv_0``, ``up_conv_1``), so
+  every output pixel gets the same number of taps: at 64 px the transposed
+  convs left a dotted grid on the faces G redrew (README, Departures).
   """
 
   conv_dim: int = 64
@@ -159,9 +169,12 @@ class Generator(nn.Module):
   dtype: Dtype = jnp.float32
   conv_impl: str = 'auto'
   output: str = 'image'
+  upsample: str = 'transpose'
 
   @nn.compact
   def __call__(self, x, c):
+    if self.upsample not in UPSAMPLE:
+      raise ValueError(f'Generator upsample must be one of {UPSAMPLE}, got {self.upsample!r}')
     if c.shape[-1] != self.c_dim:
       raise ValueError(f'Generator built for c_dim={self.c_dim} got labels of shape {c.shape}')
     n, h, w, _ = x.shape
@@ -180,9 +193,16 @@ class Generator(nn.Module):
       y = nn.relu(InstanceNorm(dtype=self.dtype)(y))
     for _ in range(self.repeat_num):  # bottleneck
       y = ResidualBlock(dim, dtype=self.dtype, conv_impl=self.conv_impl)(y)
-    for _ in range(2):  # up-sampling
+    for i in range(2):  # up-sampling
       dim //= 2
-      y = ConvTranspose4x4(dim, dtype=self.dtype, conv_impl=self.conv_impl)(y)
+      if self.upsample == 'transpose':
+        y = ConvTranspose4x4(dim, dtype=self.dtype, conv_impl=self.conv_impl)(y)
+      else:
+        y = jnp.repeat(jnp.repeat(y, 2, axis=1), 2, axis=2)
+        # Named, so that the paper's layers keep their automatic names (Conv_3 is
+        # the colour head either way).
+        y = _conv(dim, 3, 1, 1, dtype=self.dtype, conv_general_dilated=impl,
+                  name=f'up_conv_{i}')(y)
       y = nn.relu(InstanceNorm(dtype=self.dtype)(y))
     colour = jnp.tanh(
         _conv(3, 7, 1, 3, dtype=self.dtype, conv_general_dilated=impl)(y).astype(jnp.float32))
