@@ -129,9 +129,11 @@ def test_presets_are_valid_and_the_paper_keeps_the_papers_g():
   assert config_lib.paper_config().optim.g_ema_decay == 0
   demo = config_lib.default_config()
   assert demo.data.datasets == ('faces',) and demo.data.image_size == 32
+  assert (demo.model.g_output, demo.model.g_upsample) == ('mask', 'resize')
   assert config_lib.joint_demo_config().data.datasets == ('faces', 'faces_expr')
   small = config_lib.small_config()
   assert small.data.image_size == 64 and small.data.datasets == ('celeba',)
+  assert small.model.g_upsample == config_lib.joint_demo_config().model.g_upsample == 'resize'
   assert small.data.image_size % 2**small.model.d_repeat_num == 0
   assert small.data.image_size // 2**small.model.d_repeat_num == 2  # a 2 x 2 PatchGAN output
 
