@@ -4,8 +4,9 @@
 
 Prints the CPU (``/proc/cpuinfo``'s model name, its kind as ``models.conv``
 reads it: ``avx512f``, ``avx2`` (AVX2 without AVX-512) or ``other``, and what
-``auto`` means on it), then one table: for the 32 px demo model (G and D
-conv_dim 16, 4 residual blocks, 5 strided convs) and the 128 px paper model
+``auto`` means on it), then one table: for the 32 px demo's sizes (G and D
+conv_dim 16, 4 residual blocks, 5 strided convs; the paper's layers, as the
+reference has them: transposed convs and no mask head, not the demo's) and the 128 px paper model
 (conv_dim 64, 6 residual blocks, 6 strided convs), batch 16, float32, our D
 step, G step, D + G and training iteration (a D step + 1/5 of a G step)
 under ``auto``, ``xla`` and the other names (``stargan_jax.benchmark``,
