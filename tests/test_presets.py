@@ -96,6 +96,29 @@ def test_resize_upsampling_replaces_the_transposed_convs_and_keeps_the_other_nam
     g('bilinear').init(jax.random.key(0), x, c)
 
 
+@pytest.mark.parametrize('impl', ['patches', 'winograd'])
+def test_resize_conv_computed_sub_pixel_equals_resize_then_conv(impl):
+  """The sub-pixel form (four 2x2 convs at the input's size) against nearest x2 + 3x3 conv."""
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.normal(size=(2, 5, 7, 6)), jnp.float32)
+  plain = models.stargan.ResizeConv3x3(4, conv_impl='xla')
+  fast = models.stargan.ResizeConv3x3(4, conv_impl=impl)
+  params = plain.init(jax.random.key(1), x)
+  assert params['params']['kernel'].shape == (3, 3, 6, 4)
+  k = params['params']['kernel']
+  by_hand = jax.lax.conv_general_dilated(
+      jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2), k, (1, 1), ((1, 1), (1, 1)),
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  np.testing.assert_allclose(plain.apply(params, x), by_hand, atol=1e-5)
+  np.testing.assert_allclose(fast.apply(params, x), by_hand, atol=1e-5)
+  # The same gradients for the 3x3 kernel and the input.
+  loss = lambda m: lambda p, x: jnp.sum(jnp.sin(m.apply(p, x)))
+  g_plain = jax.grad(loss(plain), argnums=(0, 1))(params, x)
+  g_fast = jax.grad(loss(fast), argnums=(0, 1))(params, x)
+  for a, b in zip(jax.tree.leaves(g_plain), jax.tree.leaves(g_fast)):
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
 def test_g_upsample_is_checked_stored_and_older_checkpoints_mean_transpose():
   cfg = config_lib.tiny_config()
   cfg.model.g_upsample = 'bilinear'
