@@ -248,9 +248,9 @@ def small_config(dataset: str = 'celeba') -> Config:
 
   Meant for about 10,000 images in about 30 minutes on 2 CPU cores. The
   demo's recipe (its departures: the attention-mask output, resize
-  up-sampling, the EMA, lambda_rec 20 and the identity loss, lr 1e-3) at 64 px, with D's five
-  strided convs leaving a 2 x 2 PatchGAN output as the paper's six do at
-  128 px. The README gives what it reaches on CelebA- and RaFD-layout sets
+  up-sampling, the EMA, lambda_rec 20 and the identity loss, lr 1e-3) at
+  64 px, with D's five strided convs leaving a 2 x 2 PatchGAN output as the
+  paper's six do at 128 px. The README gives what it reaches on CelebA- and RaFD-layout sets
   and which preset to pick.
   """
   cfg = default_config()
