@@ -15,6 +15,12 @@ datasets) it reports target reached and content preserved over all targets.
 
 prints one markdown row per run and weights (``raw``, and ``ema`` when the run
 kept one) and writes them to ``--out`` as JSON.
+
+A joint run (several datasets) gets one row per source dataset: its test images
+cycle over the grid's columns of every dataset (own targets and cross-dataset
+ones, e.g. a face of ``faces`` given an expression of ``faces_expr``), and their
+FID is read against that source dataset's real images, since a translation keeps
+its source's faces. The pixel readers are then given per target dataset.
 """
 
 from __future__ import annotations
@@ -41,19 +47,24 @@ flags.DEFINE_string('inception_weights', None, 'As evaluate --inception_weights.
                     flag_values=FLAGS)
 
 
+def target_columns(layout, source: int, c_org: np.ndarray) -> list[np.ndarray]:
+  """G's labels of the test grid's columns for images of dataset ``source``, every dataset's."""
+  return [layout.embed(t, c) for t in range(layout.num_datasets)
+          for c in layout.test_targets(t, source, c_org)]
+
+
 def one_target_translations(loaded: inference.LoadedModel, dataset, n: int,
-                            batch_size: int) -> np.ndarray:
+                            batch_size: int, source: int = 0) -> np.ndarray:
   """uint8 translations of the first ``n`` test images, each into one target column."""
   from stargan_jax import input_pipeline
   out = []
   seen = 0
   for batch in input_pipeline.eval_batches(dataset, batch_size, limit=n):
     x, c_org = np.asarray(batch['image'], np.float32), np.asarray(batch['label'], np.float32)
-    targets = loaded.layout.test_targets(0, 0, c_org)
-    col = (seen + np.arange(x.shape[0])) % len(targets)
-    c = np.stack([targets[k][i] for i, k in enumerate(col)])
-    out.append(fid_lib.to_pixels(loaded.translate_batched(x, loaded.layout.embed(0, c),
-                                                          batch_size)))
+    columns = target_columns(loaded.layout, source, c_org)
+    col = (seen + np.arange(x.shape[0])) % len(columns)
+    c = np.stack([columns[k][i] for i, k in enumerate(col)])
+    out.append(fid_lib.to_pixels(loaded.translate_batched(x, c, batch_size)))
     seen += x.shape[0]
   return np.concatenate(out)
 
@@ -65,26 +76,39 @@ def score(workdir: str, n: int, batch_size: int, extractor) -> list[dict]:
     if use_ema and loaded.g_ema_params is None:
       continue
     datasets = inference.open_datasets(loaded)
-    d = datasets[0]
-    train, _ = fid_lib.real_features(d, 'train', n, extractor, batch_size)
-    test, _ = fid_lib.real_features(d, 'test', n, extractor, batch_size)
-    ref = fid_lib.Reference(train, seed=0)
-    fake = extractor(one_target_translations(loaded, d, n, batch_size))
-    row = {'workdir': workdir, 'step': loaded.step, 'weights': loaded.generator_weights,
-           'n': int(fake.shape[0]), 'fid': ref.fid(fake), 'floor': ref.fid(test[:fake.shape[0]])}
-    row['fid_over_floor'] = row['fid'] / row['floor']
     acc = pixels.translation_accuracy(loaded.translate_np, loaded.generator_params,
-                                      loaded.layout, datasets[:1], limit=n)
-    if acc is not None:
-      a = acc[d.name][d.name]
-      row.update(target=a['target_accuracy'], content=a['content_preserved'],
-                 success=a['success'])
-    rows.append(row)
+                                      loaded.layout, datasets, limit=n)
+    for s, d in enumerate(datasets):
+      train, _ = fid_lib.real_features(d, 'train', n, extractor, batch_size)
+      test, _ = fid_lib.real_features(d, 'test', n, extractor, batch_size)
+      ref = fid_lib.Reference(train, seed=0)
+      fake = extractor(one_target_translations(loaded, d, n, batch_size, source=s))
+      row = {'workdir': workdir, 'step': loaded.step, 'weights': loaded.generator_weights,
+             'source': d.name, 'joint': len(datasets) > 1, 'n': int(fake.shape[0]), 'fid': ref.fid(fake),
+             'floor': ref.fid(test[:fake.shape[0]])}
+      row['fid_over_floor'] = row['fid'] / row['floor']
+      if acc is not None:
+        per_target = acc[d.name]
+        total = sum(a['translations'] for a in per_target.values())
+        for key, name in (('target', 'target_accuracy'), ('content', 'content_preserved'),
+                          ('success', 'success')):
+          row[key] = sum(a[name] * a['translations'] for a in per_target.values()) / total
+        row['per_target'] = {t: {'target': a['target_accuracy'],
+                                 'content': a['content_preserved'],
+                                 'translations': a['translations']}
+                             for t, a in per_target.items()}
+      rows.append(row)
   return rows
 
 
 def _pct(row, key):
-  return f'{100 * row[key]:.1f}%' if key in row else 'n/a'
+  """The pixel readers' rate: one figure, or one per target dataset for a joint run."""
+  if key not in row:
+    return 'n/a'
+  per = row.get('per_target', {})
+  if len(per) > 1:
+    return ', '.join(f'{t} {100 * a[key]:.1f}%' for t, a in per.items())
+  return f'{100 * row[key]:.1f}%'
 
 
 @cli.command(FLAGS, 'python -m experiments.realism_check')
@@ -101,7 +125,10 @@ def main(args):
   for w in FLAGS.workdirs:
     for row in score(w, FLAGS.n, FLAGS.batch_size, extractor):
       rows.append(row)
-      print(f"| {os.path.basename(os.path.normpath(w))} | {row['step']} | {row['weights']} | "
+      name = os.path.basename(os.path.normpath(w))
+      if row['joint']:
+        name += f" ({row['source']} ->)"
+      print(f"| {name} | {row['step']} | {row['weights']} | "
             f"{_pct(row, 'target')} | {_pct(row, 'content')} | {row['fid']:.1f} | "
             f"{row['floor']:.2f} | {row['fid_over_floor']:.1f}x |", flush=True)
   if FLAGS.out:

@@ -73,3 +73,38 @@ def test_wrong_mask_moves_only_the_mask():
   full = layout.embed(0, np.array([[1.0, 0.0]], np.float32))
   np.testing.assert_array_equal(joint_wrong_mask.with_mask(layout, full, 1),
                                 [[1, 0, 0, 0, 0, 0, 1]])
+
+
+class _PixelFeatures:
+  """A stand-in for Inception: each image's 2 x 2 x 3 mean colours (12 features)."""
+  weights_sha1 = 'pixel-means-stand-in'
+
+  def __call__(self, images):
+    import numpy as np
+    x = np.asarray(images, np.float64)
+    n, h, w, _ = x.shape
+    return x.reshape(n, 2, h // 2, 2, w // 2, 3).mean(axis=(2, 4)).reshape(n, 12)
+
+
+def test_realism_check_scores_each_source_of_a_joint_run(runs, monkeypatch, tmp_path):
+  import numpy as np
+  from experiments import realism_check
+  from stargan_jax import inference
+  monkeypatch.setenv('STARGAN_JAX_CACHE', str(tmp_path))
+  _, jnt = runs
+  layout = inference.load_model(jnt).layout
+  c_org = np.array([[1, 0, 0, 1, 0]], np.float32)
+  columns = realism_check.target_columns(layout, 0, c_org)
+  # the own dataset's 5 columns, then the 4 classes of the other, with its mask bit
+  assert len(columns) == 9
+  assert [int(c[0, -1]) for c in columns] == [0] * 5 + [1] * 4
+  rows = realism_check.score(jnt, 8, 4, _PixelFeatures())
+  assert [(r['weights'], r['source']) for r in rows] == [
+      ('raw', 'procedural'), ('raw', 'procedural_classes')]
+  for r in rows:
+    assert r['joint'] and r['n'] == 8 and r['fid'] > 0 and r['floor'] >= 0
+    assert set(r['per_target']) == {'procedural', 'procedural_classes'}
+    assert 0.0 <= r['target'] <= 1.0
+    # own targets of procedural: 8 images x 5 columns; of procedural_classes: 8 x 4
+  assert rows[0]['per_target']['procedural']['translations'] == 40
+  assert rows[0]['per_target']['procedural_classes']['translations'] == 32
