@@ -11,10 +11,12 @@ images is read next to the floor at the same count (the first N real test
 images against the same training images). With the pixel readers (built-in
 datasets) it reports target reached and content preserved over all targets.
 
-    python -m experiments.realism_check --workdirs=runs/a,runs/b --n=500
+    python -m experiments.realism_check --workdirs=runs/a,runs/b --n=500 [--identity]
 
 prints one markdown row per run and weights (``raw``, and ``ema`` when the run
-kept one) and writes them to ``--out`` as JSON.
+kept one) and writes them to ``--out`` as JSON. ``--identity`` adds the FID of
+G(x, c_org), every test image into its own labels: how far G moves images from
+real ones where it should change nothing, against the same floor.
 
 A joint run (several datasets) gets one row per source dataset: its test images
 cycle over the grid's columns of every dataset (own targets and cross-dataset
@@ -43,6 +45,9 @@ flags.DEFINE_integer('n', 500, 'Test images (= translations) and real training i
                      flag_values=FLAGS)
 flags.DEFINE_integer('batch_size', 50, 'Batch size of G and Inception.', flag_values=FLAGS)
 flags.DEFINE_string('out', None, 'JSON output file (default: none).', flag_values=FLAGS)
+flags.DEFINE_bool('identity', False, "Also the FID of G(x, c_org), each test image 'translated' "
+                  'into its own labels: what G changes where nothing should change.',
+                  flag_values=FLAGS)
 flags.DEFINE_string('inception_weights', None, 'As evaluate --inception_weights.',
                     flag_values=FLAGS)
 
@@ -54,22 +59,30 @@ def target_columns(layout, source: int, c_org: np.ndarray) -> list[np.ndarray]:
 
 
 def one_target_translations(loaded: inference.LoadedModel, dataset, n: int,
-                            batch_size: int, source: int = 0) -> np.ndarray:
-  """uint8 translations of the first ``n`` test images, each into one target column."""
+                            batch_size: int, source: int = 0,
+                            identity: bool = False) -> np.ndarray:
+  """uint8 translations of the first ``n`` test images, each into one target column.
+
+  ``identity``: each into its own labels instead (G(x, c_org)).
+  """
   from stargan_jax import input_pipeline
   out = []
   seen = 0
   for batch in input_pipeline.eval_batches(dataset, batch_size, limit=n):
     x, c_org = np.asarray(batch['image'], np.float32), np.asarray(batch['label'], np.float32)
-    columns = target_columns(loaded.layout, source, c_org)
-    col = (seen + np.arange(x.shape[0])) % len(columns)
-    c = np.stack([columns[k][i] for i, k in enumerate(col)])
+    if identity:
+      c = loaded.layout.embed(source, c_org)
+    else:
+      columns = target_columns(loaded.layout, source, c_org)
+      col = (seen + np.arange(x.shape[0])) % len(columns)
+      c = np.stack([columns[k][i] for i, k in enumerate(col)])
     out.append(fid_lib.to_pixels(loaded.translate_batched(x, c, batch_size)))
     seen += x.shape[0]
   return np.concatenate(out)
 
 
-def score(workdir: str, n: int, batch_size: int, extractor) -> list[dict]:
+def score(workdir: str, n: int, batch_size: int, extractor,
+          identity: bool = False) -> list[dict]:
   rows = []
   for use_ema in (False, True):
     loaded = inference.load_model(workdir, use_ema=use_ema)
@@ -87,6 +100,9 @@ def score(workdir: str, n: int, batch_size: int, extractor) -> list[dict]:
              'source': d.name, 'joint': len(datasets) > 1, 'n': int(fake.shape[0]), 'fid': ref.fid(fake),
              'floor': ref.fid(test[:fake.shape[0]])}
       row['fid_over_floor'] = row['fid'] / row['floor']
+      if identity:
+        row['identity_fid'] = ref.fid(extractor(one_target_translations(
+            loaded, d, n, batch_size, source=s, identity=True)))
       if acc is not None:
         per_target = acc[d.name]
         total = sum(a['translations'] for a in per_target.values())
@@ -120,17 +136,19 @@ def main(args):
   extractor = inception.FeatureExtractor(FLAGS.inception_weights, batch_size=FLAGS.batch_size)
   rows = []
   print('| run | step | weights | target reached | content preserved | FID | floor | '
-        'FID / floor |')
-  print('|---|---|---|---|---|---|---|---|')
+        'FID / floor |' + (' identity FID / floor |' if FLAGS.identity else ''))
+  print('|---|---|---|---|---|---|---|---|' + ('---|' if FLAGS.identity else ''))
   for w in FLAGS.workdirs:
-    for row in score(w, FLAGS.n, FLAGS.batch_size, extractor):
+    for row in score(w, FLAGS.n, FLAGS.batch_size, extractor, FLAGS.identity):
       rows.append(row)
       name = os.path.basename(os.path.normpath(w))
       if row['joint']:
         name += f" ({row['source']} ->)"
       print(f"| {name} | {row['step']} | {row['weights']} | "
             f"{_pct(row, 'target')} | {_pct(row, 'content')} | {row['fid']:.1f} | "
-            f"{row['floor']:.2f} | {row['fid_over_floor']:.1f}x |", flush=True)
+            f"{row['floor']:.2f} | {row['fid_over_floor']:.1f}x |" +
+            (f" {row['identity_fid']:.1f} / {row['floor']:.2f} |" if FLAGS.identity else ''),
+            flush=True)
   if FLAGS.out:
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
     with open(FLAGS.out, 'w') as f:

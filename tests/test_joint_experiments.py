@@ -98,13 +98,14 @@ def test_realism_check_scores_each_source_of_a_joint_run(runs, monkeypatch, tmp_
   # the own dataset's 5 columns, then the 4 classes of the other, with its mask bit
   assert len(columns) == 9
   assert [int(c[0, -1]) for c in columns] == [0] * 5 + [1] * 4
-  rows = realism_check.score(jnt, 8, 4, _PixelFeatures())
+  rows = realism_check.score(jnt, 8, 4, _PixelFeatures(), identity=True)
   assert [(r['weights'], r['source']) for r in rows] == [
       ('raw', 'procedural'), ('raw', 'procedural_classes')]
   for r in rows:
     assert r['joint'] and r['n'] == 8 and r['fid'] > 0 and r['floor'] >= 0
+    assert r['identity_fid'] >= 0
     assert set(r['per_target']) == {'procedural', 'procedural_classes'}
     assert 0.0 <= r['target'] <= 1.0
-    # own targets of procedural: 8 images x 5 columns; of procedural_classes: 8 x 4
+  # the pixel readers: 8 images x 5 own columns, and x 4 cross-dataset ones
   assert rows[0]['per_target']['procedural']['translations'] == 40
   assert rows[0]['per_target']['procedural_classes']['translations'] == 32
