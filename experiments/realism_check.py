@@ -45,6 +45,8 @@ flags.DEFINE_integer('n', 500, 'Test images (= translations) and real training i
                      flag_values=FLAGS)
 flags.DEFINE_integer('batch_size', 50, 'Batch size of G and Inception.', flag_values=FLAGS)
 flags.DEFINE_string('out', None, 'JSON output file (default: none).', flag_values=FLAGS)
+flags.DEFINE_list('weights', ['raw', 'ema'], "G's weights to score: raw, ema (where the run "
+                  'kept an EMA), or both.', flag_values=FLAGS)
 flags.DEFINE_bool('identity', False, "Also the FID of G(x, c_org), each test image 'translated' "
                   'into its own labels: what G changes where nothing should change.',
                   flag_values=FLAGS)
@@ -82,9 +84,9 @@ def one_target_translations(loaded: inference.LoadedModel, dataset, n: int,
 
 
 def score(workdir: str, n: int, batch_size: int, extractor,
-          identity: bool = False) -> list[dict]:
+          identity: bool = False, weights=('raw', 'ema')) -> list[dict]:
   rows = []
-  for use_ema in (False, True):
+  for use_ema in [w == 'ema' for w in ('raw', 'ema') if w in weights]:
     loaded = inference.load_model(workdir, use_ema=use_ema)
     if use_ema and loaded.g_ema_params is None:
       continue
@@ -132,6 +134,8 @@ def main(args):
   del args
   cli.require(FLAGS.workdirs, '--workdirs is required')
   cli.require(FLAGS.n >= 2, f'--n must be at least 2, got {FLAGS.n}')
+  cli.require(FLAGS.weights and set(FLAGS.weights) <= {'raw', 'ema'},
+              f'--weights must name raw, ema or both, got {",".join(FLAGS.weights)!r}')
   from stargan_jax.evaluation import inception
   extractor = inception.FeatureExtractor(FLAGS.inception_weights, batch_size=FLAGS.batch_size)
   rows = []
@@ -139,7 +143,7 @@ def main(args):
         'FID / floor |' + (' identity FID / floor |' if FLAGS.identity else ''))
   print('|---|---|---|---|---|---|---|---|' + ('---|' if FLAGS.identity else ''))
   for w in FLAGS.workdirs:
-    for row in score(w, FLAGS.n, FLAGS.batch_size, extractor, FLAGS.identity):
+    for row in score(w, FLAGS.n, FLAGS.batch_size, extractor, FLAGS.identity, FLAGS.weights):
       rows.append(row)
       name = os.path.basename(os.path.normpath(w))
       if row['joint']:
