@@ -14,7 +14,7 @@ datasets) it reports target reached and content preserved over all targets.
     python -m experiments.realism_check --workdirs=runs/a,runs/b --n=500 [--identity]
 
 prints one markdown row per run and weights (``raw``, and ``ema`` when the run
-kept one) and writes them to ``--out`` as JSON. ``--identity`` adds the FID of
+kept one; ``--weights`` picks) and writes them to ``--out`` as JSON. ``--identity`` adds the FID of
 G(x, c_org), every test image into its own labels: how far G moves images from
 real ones where it should change nothing, against the same floor.
 
