@@ -27,8 +27,8 @@ flags.mark_flag_as_required('workdir', flag_values=FLAGS)
 flags.DEFINE_enum('preset', None, sorted(config_lib.PRESETS), 'Base config the other flags '
                   'override: demo (the built-in faces, 32 px, minutes on a CPU), joint (the '
                   'built-in pair trained jointly with the mask vector), small (your own data '
-                  'on small compute: 64 px, batch 8, 12,000 iterations; README: which preset '
-                  'for which data), paper (128 px, '
+                  'on small compute: 64 px, 6,000 iterations; README: which preset for which '
+                  'data), paper (128 px, '
                   'conv_dim 64, batch 16, 200k iterations), tiny (the smallest model: tests, '
                   'smoke runs). Default: chosen from --datasets (config.preset_for) and named '
                   'at start.', flag_values=FLAGS)
