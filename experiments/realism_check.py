@@ -14,9 +14,10 @@ datasets) it reports target reached and content preserved over all targets.
     python -m experiments.realism_check --workdirs=runs/a,runs/b --n=500 [--identity]
 
 prints one markdown row per run and weights (``raw``, and ``ema`` when the run
-kept one; ``--weights`` picks) and writes them to ``--out`` as JSON. ``--identity`` adds the FID of
-G(x, c_org), every test image into its own labels: how far G moves images from
-real ones where it should change nothing, against the same floor.
+kept one; ``--weights`` picks) and writes them to ``--out`` as JSON.
+``--identity`` adds the FID of G(x, c_org), every test image into its own
+labels: how far G moves images from real ones where it should change nothing,
+against the same floor.
 
 A joint run (several datasets) gets one row per source dataset: its test images
 cycle over the grid's columns of every dataset (own targets and cross-dataset
@@ -99,8 +100,8 @@ def score(workdir: str, n: int, batch_size: int, extractor,
       ref = fid_lib.Reference(train, seed=0)
       fake = extractor(one_target_translations(loaded, d, n, batch_size, source=s))
       row = {'workdir': workdir, 'step': loaded.step, 'weights': loaded.generator_weights,
-             'source': d.name, 'joint': len(datasets) > 1, 'n': int(fake.shape[0]), 'fid': ref.fid(fake),
-             'floor': ref.fid(test[:fake.shape[0]])}
+             'source': d.name, 'joint': len(datasets) > 1, 'n': int(fake.shape[0]),
+             'fid': ref.fid(fake), 'floor': ref.fid(test[:fake.shape[0]])}
       row['fid_over_floor'] = row['fid'] / row['floor']
       if identity:
         row['identity_fid'] = ref.fid(extractor(one_target_translations(
