@@ -668,6 +668,58 @@ def _open_darkness(face: Face) -> float:
   return max(1.0 - float(_luma(_MOUTH_OPEN)) / float(_luma(face.skin)), 1e-3)
 
 
+def _lip_fraction(img: np.ndarray, face: Face) -> np.ndarray:
+  """Where each pixel's green-to-red ratio lies from this face's skin (0) to the lips (1).
+
+  Above 1: redder than the lips (an open mouth's inside, 0.21 against the
+  lips' 0.35).
+  """
+  ratio = img[..., 1] / np.maximum(img[..., 0], 1e-3)
+  skin = float(face.skin[1] / max(face.skin[0], 1e-3))
+  lips = float(_LIPS[1] / _LIPS[0])
+  return (skin - ratio) / (skin - lips)
+
+
+def _expression_mouth_weight(img: np.ndarray, sm: np.ndarray, face: Face) -> np.ndarray:
+  """How much of each pixel is mouth, for reading its shape.
+
+  A generator draws a 1-pixel lip line softly: under a Gaussian blur of 0.6
+  pixels a 32 px line's pixels lie only a third to half of the way from the
+  skin to the lips, so the weight starts at a quarter of the way (where
+  ``_mouth_weight``, which places the face, starts at half). Two gates keep
+  hair out at that lower start: the lips and the open mouth are bluish red
+  (blue over green 1.09 and 1.33) where brown and blond hair are yellowish
+  (0.46, 0.44), and they are far redder than green (r - g 0.40 and 0.22,
+  smoothed) where a black beard is not (0), whose ratio pixel noise makes
+  anything.
+  """
+  w = np.clip((_lip_fraction(img, face) - 0.25) / 0.5, 0.0, 1.0)
+  bluish = img[..., 2] / np.maximum(img[..., 1], 1e-3) > _MOUTH_BLUE_OVER_GREEN
+  red_excess = np.clip((sm[..., 0] - sm[..., 1] - 0.06) / 0.06, 0.0, 1.0)
+  return w * bluish * red_excess
+
+
+def _open_mouth_darkness(img: np.ndarray, sm: np.ndarray, face: Face, box: np.ndarray) -> float:
+  """The darkest mouth colour, over the open mouth's darkness (~1: open; lips ~0.6).
+
+  Averaged over the mouth's own pixels only (those at least nearly as red as
+  the lips): averaging all neighbours, as ``smooth`` does, darkens lips beside
+  a black or brown beard to an open mouth's level. From 48 px a pixel counts
+  only when most of its neighbourhood is mouth, so that a noisy pixel where
+  lips meet a beard does not; at 32 px an open mouth's inside is one or two
+  pixels and this would drop it.
+  """
+  red = box & (_lip_fraction(img, face) >= 0.9) & (sm[..., 0] - sm[..., 1] > 0.12)
+  weight = red.astype(np.float32)[..., None]
+  share = smooth(np.repeat(weight, 3, axis=-1))[..., 0]
+  mean = smooth(img * weight) / np.maximum(share, 1e-6)[..., None]
+  if img.shape[0] >= _OPEN_SMALL_SIZE:
+    red &= share >= 0.6
+  if not red.any():
+    return 0.0
+  return float(_darkness(mean, face)[red].max()) / _open_darkness(face)
+
+
 def expression_features(image) -> dict | None:
   """Brow and mouth measurements in face units (None: no face found)."""
   # The lips' centroid moves a little with the mouth's shape, but the
@@ -679,6 +731,12 @@ def expression_features(image) -> dict | None:
   img, face, sm = found
   size = img.shape[0]
   dark = np.clip(_darkness(sm, face) - 0.15, 0.0, None)
+  if size >= _OPEN_SMALL_SIZE:
+    # Forehead wrinkles (on the attribute faces) are dark skin and would pull
+    # the brows' heights; the brows are a cool grey that skin mixed with them
+    # never matches. At 32 px a brow is one pixel, mixed with skin, and this
+    # would drop it with the wrinkles.
+    dark = dark * ~_own_skin_mask(sm, face.skin)
   u, v = _face_coords(face, size)
   # Brows: per side, the dark pixels' mean height over the inner and outer halves.
   brow_inner = _centroid(dark * _region(face, size, 0.1, 0.42, -0.62, -0.2, mirror=True), v)
@@ -687,15 +745,12 @@ def expression_features(image) -> dict | None:
   # than skin, hair or beard) in the left, middle and right thirds.
   # Generous: only the lips and the open mouth are red.
   box = _region(face, size, -0.62, 0.62, 0.12, 0.88)
-  wm = _mouth_weight(img, face) * box
+  wm = _expression_mouth_weight(img, sm, face) * box
   thirds = [(u < -0.2), (np.abs(u) <= 0.2), (u > 0.2)]
   middle = _centroid(wm * thirds[1], v)
   heights = [_centroid(wm * t, v) if (wm * t).sum() > 0.3 else middle for t in thirds]
   total = wm.sum()
   spread_u = float(np.sqrt(max(_centroid(wm, u ** 2), 0.0)))
-  # An open mouth has a core much darker than lips (smoothed: pixel noise
-  # does not make one).
-  core = _darkness(sm, face)[box & (wm > 0.5)]
   return {
       'face': face,
       'brow_height': 0.5 * (brow_inner + brow_outer),
@@ -703,14 +758,15 @@ def expression_features(image) -> dict | None:
       'mouth_lift': heights[1] - 0.5 * (heights[0] + heights[2]),  # > 0: corners up
       'mouth_asymmetry': abs(heights[0] - heights[2]),
       'mouth_mass': float(total / (size * size * face.rx * face.ry)),
-      'mouth_dark': (float(core.max()) if core.size else 0.0) / _open_darkness(face),
+      'mouth_dark': _open_mouth_darkness(img, sm, face, box),
       'mouth_spread_u': spread_u,
   }
 
 
 # Thresholds of the expression reader (face units).
-_OPEN_SMALL, _OPEN = 0.52, 0.84  # core darkness (of an open mouth's) over this: open
+_OPEN_SMALL, _OPEN = 0.84, 0.87  # mouth darkness (of an open mouth's) over this: open
 _OPEN_SMALL_SIZE = 48  # below it the open core mixes with the lips around it
+_MOUTH_BLUE_OVER_GREEN = 0.7  # lips and the open mouth above, brown and blond hair below
 _WIDE_SPREAD = 0.135  # horizontal spread of an open mouth over this: wide, else round
 _SMIRK_ASYMMETRY = 0.085
 _LIFT = 0.055  # corners above the middle by more: a smile; below: down
