@@ -312,9 +312,9 @@ def test_expression_reader_withstands_blur(size, n, rate):
 
 # Expressions drawn on the attribute faces (a beard of any hair colour,
 # forehead wrinkles): what the cross-dataset translations of the joint demo
-# are read on. Measured on 240 faces: 95% at 32 px (the misses a frown under
-# wrinkles), 100% at 64 px; before, a black or brown beard read as an open
-# mouth (40% and 69%).
+# are read on. Measured on 240 bearded faces: 93% at 32 px (the misses a
+# frown under wrinkles), 100% at 64 px; the previous reader read 40% and 69%
+# (a black or brown beard beside the lips read as an open mouth).
 BEARD_CASES = [(32, 60, 0.88), (64, 30, 0.97)]
 
 
