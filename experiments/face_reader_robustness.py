@@ -47,21 +47,29 @@ def with_noise(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
   return (x * 2.0 - 1.0).astype(np.float32)
 
 
+def expression_on_attribute_face(rng: np.random.Generator, size: int,
+                                 male: bool | None = None) -> tuple[np.ndarray, int]:
+  """(an attribute face drawn with a random expression, the expression's index).
+
+  ``male`` (short hair and a beard) is drawn at random unless given; hair colour
+  and ``Young`` (forehead wrinkles when not young) always are.
+  """
+  content = faces.sample_content(rng)
+  label = int(rng.integers(len(faces.EXPRESSION_NAMES)))
+  brows, mouth = faces.EXPRESSIONS[faces.EXPRESSION_NAMES[label]]
+  if male is None:
+    male = bool(rng.integers(2))
+  young = bool(rng.integers(2))
+  return faces.render(content, size, int(rng.integers(3)), male, young, brows, mouth), label
+
+
 def draw(size: int, n: int, seed: int):
   """(expression faces, their labels, attribute faces with expressions, their labels)."""
   rng = np.random.default_rng(seed)
   expr = [faces.sample_expression_example(rng, size) for _ in range(n)]
-  attr_faces, attr_labels = [], []
-  for _ in range(n):
-    content = faces.sample_content(rng)
-    label = int(rng.integers(len(faces.EXPRESSION_NAMES)))
-    brows, mouth = faces.EXPRESSIONS[faces.EXPRESSION_NAMES[label]]
-    male, young = bool(rng.integers(2)), bool(rng.integers(2))
-    attr_faces.append(faces.render(content, size, int(rng.integers(3)), male, young, brows,
-                                   mouth))
-    attr_labels.append(label)
+  attr = [expression_on_attribute_face(rng, size) for _ in range(n)]
   return (np.stack([e[0] for e in expr]), np.array([e[1] for e in expr]),
-          np.stack(attr_faces), np.array(attr_labels))
+          np.stack([a[0] for a in attr]), np.array([a[1] for a in attr]))
 
 
 def accuracy(images, labels) -> float:

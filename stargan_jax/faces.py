@@ -650,24 +650,6 @@ def _centroid(weights: np.ndarray, coord: np.ndarray) -> float:
   return float((weights * coord).sum() / total) if total > 0 else 0.0
 
 
-def _mouth_weight(img: np.ndarray, face: Face) -> np.ndarray:
-  """How much of each pixel is mouth, from its green-to-red ratio.
-
-  Skin's ratio is 0.70 to 0.84, brown hair's 0.58, the lips' 0.35 and the
-  open mouth's 0.21: the weight goes from 0 at half the way from the skin
-  to the lips up to 1 at the lips.
-  """
-  ratio = img[..., 1] / np.maximum(img[..., 0], 1e-3)
-  skin = float(face.skin[1] / max(face.skin[0], 1e-3))
-  lips = float(_LIPS[1] / _LIPS[0])
-  return np.clip(((skin - ratio) / (skin - lips) - 0.5) / 0.5, 0.0, 1.0)
-
-
-def _open_darkness(face: Face) -> float:
-  """The darkness of an open mouth's interior against this face's skin."""
-  return max(1.0 - float(_luma(_MOUTH_OPEN)) / float(_luma(face.skin)), 1e-3)
-
-
 def _lip_fraction(img: np.ndarray, face: Face) -> np.ndarray:
   """Where each pixel's green-to-red ratio lies from this face's skin (0) to the lips (1).
 
@@ -678,6 +660,21 @@ def _lip_fraction(img: np.ndarray, face: Face) -> np.ndarray:
   skin = float(face.skin[1] / max(face.skin[0], 1e-3))
   lips = float(_LIPS[1] / _LIPS[0])
   return (skin - ratio) / (skin - lips)
+
+
+def _mouth_weight(img: np.ndarray, face: Face) -> np.ndarray:
+  """How much of each pixel is mouth, from its green-to-red ratio.
+
+  Skin's ratio is 0.70 to 0.84, brown hair's 0.58, the lips' 0.35 and the
+  open mouth's 0.21: the weight goes from 0 at half the way from the skin
+  to the lips up to 1 at the lips.
+  """
+  return np.clip((_lip_fraction(img, face) - 0.5) / 0.5, 0.0, 1.0)
+
+
+def _open_darkness(face: Face) -> float:
+  """The darkness of an open mouth's interior against this face's skin."""
+  return max(1.0 - float(_luma(_MOUTH_OPEN)) / float(_luma(face.skin)), 1e-3)
 
 
 def _expression_mouth_weight(img: np.ndarray, sm: np.ndarray, face: Face) -> np.ndarray:
@@ -711,7 +708,7 @@ def _open_mouth_darkness(img: np.ndarray, sm: np.ndarray, face: Face, box: np.nd
   """
   red = box & (_lip_fraction(img, face) >= 0.9) & (sm[..., 0] - sm[..., 1] > 0.12)
   weight = red.astype(np.float32)[..., None]
-  share = smooth(np.repeat(weight, 3, axis=-1))[..., 0]
+  share = smooth(weight)[..., 0]
   mean = smooth(img * weight) / np.maximum(share, 1e-6)[..., None]
   if img.shape[0] >= _OPEN_SMALL_SIZE:
     red &= share >= 0.6
