@@ -7,7 +7,9 @@ Times the trainer's own compiled D and G steps (``train.jit_steps``: state
 replicated and donated, batch sharded over ``--devices`` devices) on a random
 batch with CelebA's 5 attribute labels: the median of ``--steps`` steps, each
 blocked on (``block_until_ready``), after a compiled and discarded first call.
-``--conv_impl`` names how the convolutions are computed
+``--g_output``, ``--g_upsample`` and ``--lambda_id`` time the demos' G and
+G step (``--g_output=mask --g_upsample=resize --lambda_id=5``; the paper's by
+default). ``--conv_impl`` names how the convolutions are computed
 (``stargan_jax.models.conv``), and ``--g_conv_impl`` / ``--d_conv_impl``
 override it for one network, so that the forms of G and of D can be compared
 separately (the G step runs D forward and backward too, the D step G
@@ -94,6 +96,14 @@ flags.DEFINE_integer('d_conv_dim', 64, "Channels of D's first conv.", flag_value
 flags.DEFINE_integer('g_repeat_num', 6, 'Residual blocks in G.', flag_values=FLAGS)
 flags.DEFINE_integer('d_repeat_num', 6, 'Strided convs in D.', flag_values=FLAGS)
 flags.DEFINE_integer('c_dim', 5, 'Attribute labels.', flag_values=FLAGS)
+flags.DEFINE_enum('g_output', 'image', ['image', 'mask'],
+                  "G's output: image (the paper's) or mask (the demos' attention mask).",
+                  flag_values=FLAGS)
+flags.DEFINE_enum('g_upsample', 'transpose', ['transpose', 'resize'],
+                  "G's up-sampling: transpose (the paper's) or resize (the demos').",
+                  flag_values=FLAGS)
+flags.DEFINE_float('lambda_id', 0.0, 'Weight of the identity loss (> 0 adds its G pass to '
+                   'the G step, as the demos train).', flag_values=FLAGS)
 flags.DEFINE_string('conv_impl', 'auto', 'How convolutions are computed, G\'s and D\'s: '
                     f'{", ".join(conv.IMPLS)} (stargan_jax.models.conv).', flag_values=FLAGS)
 flags.DEFINE_string('g_conv_impl', None, "G's convolutions (default: --conv_impl).",
@@ -127,6 +137,7 @@ def settings() -> types.SimpleNamespace:
   cli.require(args.image_size % 2**args.d_repeat_num == 0,
               f'--image_size={args.image_size} must be a multiple of 2**d_repeat_num='
               f'{2**args.d_repeat_num}')
+  cli.require(args.lambda_id >= 0, f'--lambda_id must be >= 0, got {args.lambda_id}')
   cli.require(args.devices >= 0 and args.peak_flops > 0,
               f'--devices must be >= 0 and --peak_flops > 0, got {args.devices}, '
               f'{args.peak_flops}')
@@ -147,13 +158,21 @@ def parse_args(argv) -> types.SimpleNamespace:
   return settings()
 
 
+def is_paper_model(args) -> bool:
+  """Whether the reference's FLOP counts apply: the paper's sizes, G and G step."""
+  return (all(getattr(args, k) == v for k, v in PAPER_MODEL.items()) and
+          (args.g_output, args.g_upsample, args.lambda_id) == ('image', 'transpose', 0))
+
+
 def make_model(args) -> steps.StarGAN:
   cfg = config_lib.paper_config()
   cfg.data.image_size = args.image_size
   cfg.model = config_lib.ModelConfig(
       g_conv_dim=args.g_conv_dim, d_conv_dim=args.d_conv_dim, g_repeat_num=args.g_repeat_num,
-      d_repeat_num=args.d_repeat_num, dtype=args.dtype, conv_impl=args.conv_impl)
+      d_repeat_num=args.d_repeat_num, dtype=args.dtype, conv_impl=args.conv_impl,
+      g_output=args.g_output, g_upsample=args.g_upsample)
   cfg.optim.n_critic = args.n_critic
+  cfg.loss.lambda_id = args.lambda_id
   names = tuple(f'attr_{i}' for i in range(args.c_dim))
   layout = labels_lib.LabelLayout((labels_lib.DomainSpec('benchmark', names),))
   model = steps.StarGAN.from_config(cfg, layout)
@@ -311,7 +330,7 @@ def run(args) -> dict:
   t = time_steps(args, model, mesh)
 
   b, scale = args.batch_size, (args.image_size / 128) ** 2
-  paper = all(getattr(args, k) == v for k, v in PAPER_MODEL.items())
+  paper = is_paper_model(args)
   xla = t['xla_flops_per_device']
   if paper or None in xla.values():
     basis = 'reference'

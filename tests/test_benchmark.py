@@ -104,6 +104,20 @@ def test_benchmark_conv_impl_per_network():
   assert benchmark.parse_args(TINY).d_conv_impl == 'auto'
 
 
+def test_benchmark_times_the_demos_g_and_g_step():
+  demo = ['--g_output=mask', '--g_upsample=resize', '--lambda_id=5']
+  model = benchmark.make_model(benchmark.parse_args(TINY + demo))
+  assert (model.G.output, model.G.upsample, model.lambda_id) == ('mask', 'resize', 5.0)
+  paper = benchmark.make_model(benchmark.parse_args(TINY))
+  assert (paper.G.output, paper.G.upsample, paper.lambda_id) == ('image', 'transpose', 0.0)
+  # The reference's FLOP counts are the paper's G step's only.
+  assert benchmark.is_paper_model(benchmark.parse_args([]))
+  for flag in demo:
+    assert not benchmark.is_paper_model(benchmark.parse_args([flag]))
+  with pytest.raises(cli.UserError, match='--lambda_id must be >= 0'):
+    benchmark.parse_args(TINY + ['--lambda_id=-1'])
+
+
 def test_g_step_computes_no_d_weight_gradients():
   args = benchmark.parse_args(TINY)
   model = benchmark.make_model(args)
