@@ -160,8 +160,10 @@ def parse_args(argv) -> types.SimpleNamespace:
 
 def is_paper_model(args) -> bool:
   """Whether the reference's FLOP counts apply: the paper's sizes, G and G step."""
+  paper = config_lib.paper_config()
   return (all(getattr(args, k) == v for k, v in PAPER_MODEL.items()) and
-          (args.g_output, args.g_upsample, args.lambda_id) == ('image', 'transpose', 0))
+          (args.g_output, args.g_upsample, args.lambda_id) ==
+          (paper.model.g_output, paper.model.g_upsample, paper.loss.lambda_id))
 
 
 def make_model(args) -> steps.StarGAN:
