@@ -66,6 +66,7 @@ from stargan_jax import labels as labels_lib
 from stargan_jax import losses
 from stargan_jax import steps
 from stargan_jax import train
+from stargan_jax.datasets import celeba
 from stargan_jax.models import conv
 
 PROG = 'python -m stargan_jax.benchmark'
@@ -77,8 +78,12 @@ REFERENCE_D_STEP_FLOPS_128 = 36.3e9
 REFERENCE_G_STEP_FLOPS_128 = 122.8e9
 DEFAULT_PEAK_FLOPS = 790e12  # a Hopper GPU's dense bf16 rate, per device
 PAPER_SCHEDULE_ITERS = 200_000
-PAPER_MODEL = {'g_conv_dim': 64, 'd_conv_dim': 64, 'g_repeat_num': 6, 'd_repeat_num': 6,
-               'c_dim': 5}
+# The paper's sizes (its CelebA run: the five default attributes), taken from
+# paper_config() so they are written in one place.
+_PAPER = config_lib.paper_config().model
+PAPER_MODEL = {'g_conv_dim': _PAPER.g_conv_dim, 'd_conv_dim': _PAPER.d_conv_dim,
+               'g_repeat_num': _PAPER.g_repeat_num, 'd_repeat_num': _PAPER.d_repeat_num,
+               'c_dim': len(celeba.DEFAULT_ATTRIBUTES)}
 
 FLAGS = cli.flag_values()
 flags.DEFINE_integer('image_size', 128, 'Image size (px).', flag_values=FLAGS)
@@ -91,11 +96,16 @@ flags.DEFINE_float('peak_flops', DEFAULT_PEAK_FLOPS,
                    'Peak FLOP/s of one device, for fraction_of_peak.', flag_values=FLAGS)
 flags.DEFINE_integer('conv_dim', None, 'Sets both --g_conv_dim and --d_conv_dim.',
                      flag_values=FLAGS)
-flags.DEFINE_integer('g_conv_dim', 64, "Channels of G's first conv.", flag_values=FLAGS)
-flags.DEFINE_integer('d_conv_dim', 64, "Channels of D's first conv.", flag_values=FLAGS)
-flags.DEFINE_integer('g_repeat_num', 6, 'Residual blocks in G.', flag_values=FLAGS)
-flags.DEFINE_integer('d_repeat_num', 6, 'Strided convs in D.', flag_values=FLAGS)
-flags.DEFINE_integer('c_dim', 5, 'Attribute labels.', flag_values=FLAGS)
+flags.DEFINE_integer('g_conv_dim', PAPER_MODEL['g_conv_dim'], "Channels of G's first conv.",
+                     flag_values=FLAGS)
+flags.DEFINE_integer('d_conv_dim', PAPER_MODEL['d_conv_dim'], "Channels of D's first conv.",
+                     flag_values=FLAGS)
+flags.DEFINE_integer('g_repeat_num', PAPER_MODEL['g_repeat_num'], 'Residual blocks in G.',
+                     flag_values=FLAGS)
+flags.DEFINE_integer('d_repeat_num', PAPER_MODEL['d_repeat_num'], 'Strided convs in D.',
+                     flag_values=FLAGS)
+flags.DEFINE_integer('c_dim', PAPER_MODEL['c_dim'], 'Attribute labels.',
+                     flag_values=FLAGS)
 flags.DEFINE_enum('g_output', 'image', ['image', 'mask'],
                   "G's output: image (the paper's) or mask (the demos' attention mask).",
                   flag_values=FLAGS)
