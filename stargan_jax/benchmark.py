@@ -80,9 +80,10 @@ DEFAULT_PEAK_FLOPS = 790e12  # a Hopper GPU's dense bf16 rate, per device
 PAPER_SCHEDULE_ITERS = 200_000
 # The paper's sizes (its CelebA run: the five default attributes), taken from
 # paper_config() so they are written in one place.
-_PAPER = config_lib.paper_config().model
-PAPER_MODEL = {'g_conv_dim': _PAPER.g_conv_dim, 'd_conv_dim': _PAPER.d_conv_dim,
-               'g_repeat_num': _PAPER.g_repeat_num, 'd_repeat_num': _PAPER.d_repeat_num,
+_PAPER = config_lib.paper_config()
+PAPER_MODEL = {'g_conv_dim': _PAPER.model.g_conv_dim, 'd_conv_dim': _PAPER.model.d_conv_dim,
+               'g_repeat_num': _PAPER.model.g_repeat_num,
+               'd_repeat_num': _PAPER.model.d_repeat_num,
                'c_dim': len(celeba.DEFAULT_ATTRIBUTES)}
 
 FLAGS = cli.flag_values()
@@ -106,14 +107,15 @@ flags.DEFINE_integer('d_repeat_num', PAPER_MODEL['d_repeat_num'], 'Strided convs
                      flag_values=FLAGS)
 flags.DEFINE_integer('c_dim', PAPER_MODEL['c_dim'], 'Attribute labels.',
                      flag_values=FLAGS)
-flags.DEFINE_enum('g_output', 'image', ['image', 'mask'],
+flags.DEFINE_enum('g_output', _PAPER.model.g_output, ['image', 'mask'],
                   "G's output: image (the paper's) or mask (the demos' attention mask).",
                   flag_values=FLAGS)
-flags.DEFINE_enum('g_upsample', 'transpose', ['transpose', 'resize'],
+flags.DEFINE_enum('g_upsample', _PAPER.model.g_upsample, ['transpose', 'resize'],
                   "G's up-sampling: transpose (the paper's) or resize (the demos').",
                   flag_values=FLAGS)
-flags.DEFINE_float('lambda_id', 0.0, 'Weight of the identity loss (> 0 adds its G pass to '
-                   'the G step, as the demos train).', flag_values=FLAGS)
+flags.DEFINE_float('lambda_id', _PAPER.loss.lambda_id,
+                   'Weight of the identity loss (> 0 adds its G pass to the G step, as the '
+                   'demos train).', flag_values=FLAGS)
 flags.DEFINE_string('conv_impl', 'auto', 'How convolutions are computed, G\'s and D\'s: '
                     f'{", ".join(conv.IMPLS)} (stargan_jax.models.conv).', flag_values=FLAGS)
 flags.DEFINE_string('g_conv_impl', None, "G's convolutions (default: --conv_impl).",
@@ -170,10 +172,9 @@ def parse_args(argv) -> types.SimpleNamespace:
 
 def is_paper_model(args) -> bool:
   """Whether the reference's FLOP counts apply: the paper's sizes, G and G step."""
-  paper = config_lib.paper_config()
   return (all(getattr(args, k) == v for k, v in PAPER_MODEL.items()) and
           (args.g_output, args.g_upsample, args.lambda_id) ==
-          (paper.model.g_output, paper.model.g_upsample, paper.loss.lambda_id))
+          (_PAPER.model.g_output, _PAPER.model.g_upsample, _PAPER.loss.lambda_id))
 
 
 def make_model(args) -> steps.StarGAN:
