@@ -198,10 +198,11 @@ def test_tap_weight_grad_conv_equals_xla_conv(kernel, stride, padding):
     ((1, 64, 68, 6), 4, 2, ((1, 1), (1, 1)), 10),  # down-sampling: space to depth backward
     ((1, 64, 64, 40), 4, 2, ((1, 1), (1, 1)), 8),  # the same, weight gradient tap by tap
     ((2, 8, 12, 6), 4, 2, ((1, 1), (1, 1)), 10),  # narrow, small map: XLA's own
-    ((1, 64, 64, 8), 2, 1, ((1, 0), (0, 1)), 8),  # a sub-pixel phase: tap_weight_grad_conv
-    ((1, 64, 64, 16), 7, 1, ((3, 3), (3, 3)), 3),  # last conv: shifted output gradient
+    ((1, 64, 64, 64), 2, 1, ((1, 0), (0, 1)), 64),  # a sub-pixel phase: tap_weight_grad_conv
+    ((1, 64, 64, 64), 7, 1, ((3, 3), (3, 3)), 3),  # last conv: shifted output gradient
     ((2, 8, 8, 16), 7, 1, ((3, 3), (3, 3)), 3),  # narrow, small map: XLA's own
-    ((1, 64, 64, 3), 7, 1, ((3, 3), (3, 3)), 8),  # first conv: all taps in one matmul
+    ((1, 64, 64, 16), 7, 1, ((3, 3), (3, 3)), 3),  # narrow, large map: XLA's own
+    ((1, 64, 64, 3), 7, 1, ((3, 3), (3, 3)), 64),  # first conv: all taps in one matmul
     ((1, 64, 64, 40), 7, 1, ((3, 3), (3, 3)), 80),  # weight gradient tap by tap
 ])
 def test_cpu_conv_equals_xla_conv(shape, kernel, stride, padding, cout):
@@ -220,6 +221,25 @@ def test_cpu_conv_equals_xla_conv(shape, kernel, stride, padding, cout):
   loss = lambda conv: lambda x, k: jnp.sum(jnp.tanh(conv(x, k)) * w)
   for a, b in zip(jax.grad(loss(ours), (0, 1))(x, k), jax.grad(loss(ref), (0, 1))(x, k)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(b))))
+
+
+@pytest.mark.parametrize('shape,kernel,cout,form', [
+    ((1, 64, 64, 8), 7, 16, 'xla'),  # the small preset's first conv (conv_dim 16)
+    ((1, 64, 64, 16), 7, 3, 'xla'),  # its colour head
+    ((1, 64, 64, 32), 7, 3, 'xla'),  # conv_dim 32's
+    ((1, 64, 64, 8), 7, 64, 'tap'),  # the paper's first conv (conv_dim 64), at 64 px
+    ((1, 64, 64, 64), 7, 3, 'tap'),  # the paper's colour head, at 64 px
+    ((1, 32, 32, 64), 3, 64, 'xla'),  # a narrow residual block on a small map
+])
+def test_cpu_conv_form_by_shape(shape, kernel, cout, form):
+  # Which form cpu_conv compiles: a narrow conv is XLA's own at any map size
+  # (no custom_vjp in its program), the paper's widths keep the matmul
+  # weight gradients.
+  x = jnp.zeros(shape)
+  k = jnp.zeros((kernel, kernel, shape[-1], cout))
+  pad = ((kernel // 2, kernel // 2),) * 2
+  jaxpr = str(jax.make_jaxpr(lambda x, k: models.cpu_conv(x, k, (1, 1), pad))(x, k))
+  assert ('custom_vjp' in jaxpr) == (form == 'tap'), jaxpr
 
 
 def test_winograd_conv3x3_at_residual_block_size():

@@ -518,6 +518,14 @@ space_to_depth_conv4x4.defvjp(_s2d_fwd, _s2d_bwd)
 # the direct sum.
 _WINOGRAD_MIN_CHANNELS = 128
 
+# Convs with fewer channels than this in and out (the 7x7 convs of a G of
+# conv_dim 16 or 32, e.g. the `small` preset's at 64 px) keep XLA's own conv
+# at any map size: their weight gradient by matmuls must first build the
+# shifted copies of a large, thin map, which costs more than XLA's direct
+# gradient saves (README, Devices and speed). The paper's G (conv_dim 64)
+# has no such conv, so its forms are unchanged.
+_NARROW_CHANNELS = 64
+
 
 def cpu_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
              dimension_numbers=None, feature_group_count=1, precision=None,
@@ -529,8 +537,9 @@ def cpu_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=
   * 4x4, stride 2, even padded size, at least 64 x 64 input (the paper's
     down-sampling convs): ``space_to_depth_conv4x4``.
   * under 128 channels in and out on a feature map under 64 x 64 (every conv
-    of the 32 px demo's G): XLA's own conv, there the faster, and the
-    faster to compile.
+    of the 32 px demo's G), or under 64 channels in and out on any map (the
+    7x7 convs of the 64 px `small` preset's G): XLA's own conv, there the
+    faster, and the faster to compile.
   * anything else: ``tap_weight_grad_conv`` (XLA's forward, matmul weight gradient).
   """
   _check_plain('cpu_conv', lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count,
@@ -545,6 +554,7 @@ def cpu_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=
   if (kh, kw) == (4, 4) and strides == (2, 2) and h * w >= _LARGE_PIXELS and \
       (h + sum(pads[0])) % 2 == 0 and (w + sum(pads[1])) % 2 == 0:
     return space_to_depth_conv4x4(lhs, rhs, pads)
-  if h * w < _LARGE_PIXELS and max(rhs.shape[2:]) < _WINOGRAD_MIN_CHANNELS:
+  widest = max(rhs.shape[2:])
+  if widest < _NARROW_CHANNELS or (h * w < _LARGE_PIXELS and widest < _WINOGRAD_MIN_CHANNELS):
     return _xla_conv(lhs, rhs, strides, pads)
   return tap_weight_grad_conv(lhs, rhs, strides, pads)
