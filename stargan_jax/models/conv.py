@@ -19,7 +19,8 @@ slow on some convolution derivatives, and the forms replace those:
   wide residual blocks, ``space_to_depth_conv4x4`` (backward pass by space
   to depth) for the down-sampling convs, ``tap_weight_grad_conv`` (weight
   gradients as matmuls, F(2x2, 3x3) for 3x3 ones) for the others, XLA's own
-  for narrow convs on small maps. These pay where XLA's convolution
+  for narrow convs on small maps and for the narrowest (under 64 channels)
+  on any map. These pay where XLA's convolution
   gradients are slowest relative to its matmuls (x86 CPUs with AVX2 or AVX-512).
 
 ``conv_impl`` (``--conv_impl``, ``ModelConfig.conv_impl``, the networks'
