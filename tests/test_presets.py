@@ -159,6 +159,7 @@ def test_presets_are_valid_and_the_paper_keeps_the_papers_g():
   assert small.model.g_upsample == config_lib.joint_demo_config().model.g_upsample == 'resize'
   assert small.data.image_size % 2**small.model.d_repeat_num == 0
   assert small.data.image_size // 2**small.model.d_repeat_num == 2  # a 2 x 2 PatchGAN output
+  assert (small.optim.g_lr, small.optim.d_lr) == (5e-4, 1e-3)  # G's lr halved, D's the demo's
 
 
 @pytest.mark.parametrize('datasets, preset', [
