@@ -42,10 +42,6 @@ class LossConfig:
   # Not in StarGAN: CycleGAN's identity loss, L1(G(x, c_org), x), weighted
   # by lambda_id. 0 (off) everywhere but the built-in demos (config below).
   lambda_id: float = 0.0
-  # Not in StarGAN: DiffAugment (Zhao et al. 2020) of every image D sees, real
-  # and fake, in both steps ('translation': a random shift of up to 1/8 of the
-  # size; stargan_jax.augment). 'none' (off) everywhere but where README says.
-  d_augment: str = 'none'
 
 
 @dataclasses.dataclass
@@ -132,8 +128,6 @@ class Config:
     cli.require(o.lr_schedule in ('linear', 'reference', 'constant'),
                 f"--lr_schedule must be linear, reference or constant, got {o.lr_schedule!r}")
     cli.require(0 <= o.g_ema_decay < 1, f'--g_ema_decay must be in [0, 1), got {o.g_ema_decay}')
-    cli.require(self.loss.d_augment in ('none', 'translation'),
-                f"--d_augment must be 'none' or 'translation', got {self.loss.d_augment!r}")
     cli.require(o.num_iters_decay >= 0,
                 f'--num_iters_decay must be 0 or more, got {o.num_iters_decay}')
     cli.require(len(d.datasets) >= 1, '--datasets names no dataset')

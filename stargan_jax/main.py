@@ -91,9 +91,6 @@ flags.DEFINE_float('lambda_rec', None, 'Weight of the reconstruction loss.', fla
 flags.DEFINE_float('lambda_gp', None, 'Weight of the gradient penalty.', flag_values=FLAGS)
 flags.DEFINE_float('lambda_id', None, 'Weight of the identity loss L1(G(x, c_org), x); not in '
                    "StarGAN (CycleGAN's); 0 turns it off (paper preset: 0).", flag_values=FLAGS)
-flags.DEFINE_enum('d_augment', None, ['none', 'translation'], "DiffAugment of every image D "
-                  'sees, real and fake, in the D and G steps: translation shifts each by up to '
-                  '1/8 of its size; not in StarGAN (paper preset: none).', flag_values=FLAGS)
 # run
 flags.DEFINE_integer('seed', None, 'Seed of initialisation, data order, flips and targets.',
                      flag_values=FLAGS)
@@ -122,7 +119,7 @@ _FIELDS = {
               'g_output', 'g_upsample'),
     'optim': ('num_iters', 'num_iters_decay', 'lr_schedule', 'g_lr', 'd_lr', 'beta1', 'beta2',
               'n_critic', 'g_ema_decay'),
-    'loss': ('lambda_cls', 'lambda_rec', 'lambda_gp', 'lambda_id', 'd_augment'),
+    'loss': ('lambda_cls', 'lambda_rec', 'lambda_gp', 'lambda_id'),
     'run': ('seed', 'log_every', 'sample_every', 'checkpoint_every', 'keep_checkpoints',
             'num_samples', 'eval_at_end'),
 }

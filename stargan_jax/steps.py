@@ -25,7 +25,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from stargan_jax import augment
 from stargan_jax import config as config_lib
 from stargan_jax import labels as labels_lib
 from stargan_jax import losses
@@ -105,8 +104,6 @@ class StarGAN:
   lambda_gp: float = 10.0
   lambda_id: float = 0.0  # not StarGAN's: CycleGAN's identity loss (0: off, not computed)
   g_ema_decay: float = 0.0  # not StarGAN v1's: EMA of G's weights (0: off, not stored)
-  # Not StarGAN's: DiffAugment of every image D sees ('none': off, nothing drawn).
-  d_augment: str = 'none'
 
   @classmethod
   def from_config(cls, cfg: config_lib.Config, layout: labels_lib.LabelLayout) -> 'StarGAN':
@@ -124,7 +121,7 @@ class StarGAN:
       raise ValueError(f'g_ema_decay must be in [0, 1), got {cfg.optim.g_ema_decay}')
     return cls(g, d, layout, cfg.data.image_size, g_tx, d_tx, cfg.loss.lambda_cls,
                cfg.loss.lambda_rec, cfg.loss.lambda_gp, cfg.loss.lambda_id,
-               cfg.optim.g_ema_decay, augment.check(cfg.loss.d_augment))
+               cfg.optim.g_ema_decay)
 
   def on_platform(self, platform: str) -> 'StarGAN':
     """This model with G's and D's ``conv_impl`` resolved for ``platform`` ('auto' fixed).
@@ -156,15 +153,6 @@ class StarGAN:
     alpha = jax.random.uniform(alpha_key, (c_org.shape[0], 1, 1, 1), jnp.float32)
     return c_trg, alpha
 
-  def _aug_keys(self, base_key, iteration, dataset: int):
-    """Keys of D's input augmentation (folded in apart from the targets' keys,
-    so with it off every number drawn is what it was without the option)."""
-    key = jax.random.fold_in(jax.random.fold_in(base_key, iteration), dataset)
-    return jax.random.split(jax.random.fold_in(key, 2), 3)
-
-  def _d_in(self, x, key):
-    return augment.apply(self.d_augment, x, key)
-
   def _cls_loss(self, out_cls, c, dataset: int):
     start, stop = self.layout.cls_slice(dataset)
     return losses.classification_loss(out_cls[:, start:stop], c, self.layout.specs[dataset].kind)
@@ -175,16 +163,14 @@ class StarGAN:
     c_trg, alpha = self._targets(base_key, state.step, dataset, c_org)
     g_trg = self.layout.embed(dataset, c_trg, jnp)
     x_fake = jax.lax.stop_gradient(self.G.apply(state.g_params, x_real, g_trg))
-    k_real, k_fake, k_gp = self._aug_keys(base_key, state.step, dataset)
 
     def loss_fn(d_params):
-      out_src_real, out_cls_real = self.D.apply(d_params, self._d_in(x_real, k_real))
-      out_src_fake, _ = self.D.apply(d_params, self._d_in(x_fake, k_fake))
+      out_src_real, out_cls_real = self.D.apply(d_params, x_real)
+      out_src_fake, _ = self.D.apply(d_params, x_fake)
       loss_real = losses.critic_real_loss(out_src_real)
       loss_fake = losses.critic_fake_loss(out_src_fake)
       loss_cls = self._cls_loss(out_cls_real, c_org, dataset)
-      loss_gp = losses.gradient_penalty(lambda x: self.D.apply(d_params, self._d_in(x, k_gp))[0],
-                                        x_real, x_fake,
+      loss_gp = losses.gradient_penalty(lambda x: self.D.apply(d_params, x)[0], x_real, x_fake,
                                         alpha)
       loss = loss_real + loss_fake + self.lambda_cls * loss_cls + self.lambda_gp * loss_gp
       return loss, {'D/loss_real': loss_real, 'D/loss_fake': loss_fake, 'D/loss_cls': loss_cls,
@@ -211,11 +197,9 @@ class StarGAN:
     g_org = self.layout.embed(dataset, c_org, jnp)
     g_trg = self.layout.embed(dataset, c_trg, jnp)
 
-    _, k_fake, _ = self._aug_keys(base_key, iteration, dataset)
-
     def loss_fn(g_params):
       x_fake = self.G.apply(g_params, x_real, g_trg)
-      out_src, out_cls = self.D.apply(state.d_params, self._d_in(x_fake, k_fake))
+      out_src, out_cls = self.D.apply(state.d_params, x_fake)
       x_rec = self.G.apply(g_params, x_fake, g_org)
       loss_fake = -losses.critic_fake_loss(out_src)
       loss_cls = self._cls_loss(out_cls, c_trg, dataset)
