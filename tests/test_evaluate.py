@@ -12,6 +12,7 @@ from PIL import Image
 import evaluate_testdata
 from stargan_jax import checkpoint as ckpt_lib
 from stargan_jax.evaluation import classifier as classifier_lib
+from stargan_jax.evaluation import report
 from stargan_jax import config as config_lib
 from stargan_jax import evaluate
 from stargan_jax import inference
@@ -223,6 +224,17 @@ def test_categorical_translation_error_rule(classes_run):
   assert e['per_domain'] == {'solid': 1.0, 'hstripes': 0.0, 'vstripes': 1.0, 'checker': 1.0}
   assert e['error'] == 0.75 and e['translations'] == 6 * 4 and 'argmax' in e['rule']
   assert 'all_attributes_error' not in e
+  # What each target's translations were read as: all 6 as hstripes.
+  assert e['read_as'] == {n: {'hstripes': 6} for n in e['per_domain']}
+  assert report._misreads('solid', e['read_as']['solid']) == 'hstripes 6'
+  assert report._misreads('hstripes', e['read_as']['hstripes']) == '-'
+  clf = {'width': 4, 'stem': 'cifar', 'train_images': 8, 'real_test_error': 0.0,
+         'real_test_error_per_domain': {}}
+  md = report.markdown({'workdir': 'w', 'checkpoint_step': 1, 'image_size': 32,
+                        'parameters': {'G': 1, 'D': 1, 'total': 2}, 'translation': translation,
+                        'reconstruction': rec, 'classifier': {'procedural_classes': clf}})
+  assert '| missed translations read as |' in md and '| solid | 100.00% | - |' in md
+  assert md.count(' hstripes 6 |') == 3
   # The cycle error, recomputed for one class by hand.
   batch = next(input_pipeline.eval_batches(datasets[0], 6, limit=6))
   x, c_org = batch['image'], batch['label']

@@ -335,7 +335,10 @@ def translation_metrics(translate_fn, g_params, layout: labels_lib.LabelLayout, 
   test datasets in layout order, ``classifiers`` maps a target dataset index
   to its ``DomainClassifier``. Returns (translation, reconstruction):
   translation[source][target] and reconstruction[source] (reconstruction
-  only for a dataset's own domains, as in training).
+  only for a dataset's own domains, as in training). For a categorical
+  target dataset (RaFD's expressions) ``read_as[target][class]`` counts the
+  translations into ``target`` that the classifier read as each class: what
+  a missed expression was taken for.
   """
 
   def translate(x, c):
@@ -345,6 +348,7 @@ def translation_metrics(translate_fn, g_params, layout: labels_lib.LabelLayout, 
   translation, reconstruction = {}, {}
   for src, d in enumerate(datasets):
     counts = {j: np.zeros((s.c_dim, 3)) for j, s in enumerate(layout.specs)}  # wrong, all-wrong, n
+    read_as = {j: np.zeros((s.c_dim, s.c_dim), np.int64) for j, s in enumerate(layout.specs)}
     rec = np.zeros((layout.specs[src].c_dim, 2))  # sum of per-image L1, n
     for batch in input_pipeline.eval_batches(d, batch_size, limit=limit):
       x, c_org = batch['image'], np.asarray(batch['label'], np.float32)
@@ -357,6 +361,7 @@ def translation_metrics(translate_fn, g_params, layout: labels_lib.LabelLayout, 
           if spec.kind == labels_lib.CATEGORICAL:
             wrong = read[:, k] != 1.0
             all_wrong = wrong
+            read_as[j][k] += np.bincount(np.argmax(read, axis=1), minlength=spec.c_dim)
           else:
             wrong = read[:, k] != c_trg[:, k]
             all_wrong = np.any(read != c_trg, axis=1)
@@ -376,6 +381,9 @@ def translation_metrics(translate_fn, g_params, layout: labels_lib.LabelLayout, 
       }
       if spec.kind == labels_lib.ATTRIBUTES:
         entry['all_attributes_error'] = float(c[:, 1].sum() / max(c[:, 2].sum(), 1))
+      else:
+        entry['read_as'] = {n: {spec.names[r]: int(v) for r, v in enumerate(read_as[j][k]) if v}
+                            for k, n in enumerate(spec.names)}
       translation[src_name][spec.dataset] = entry
     reconstruction[src_name] = {
         'l1': float(rec[:, 0].sum() / max(rec[:, 1].sum(), 1)),
