@@ -125,3 +125,32 @@ def test_short_run_config_is_the_demo_config_with_the_flags():
   cfg = common.short_run_config(table3.FLAGS)
   assert cfg.data.datasets == ('faces_expr',) and cfg.data.data_dir == demo.data.data_dir
   assert cfg.data.image_size == demo.data.image_size and cfg.optim.num_iters == 2000
+
+
+def test_fid_sensitivity_degrades_real_images_and_scores_them(data_dir):
+  from experiments import fid_sensitivity
+  from stargan_jax import input_pipeline
+  d = input_pipeline.open_dataset('procedural', data_dir, 32)
+  test = fid_sensitivity.images(d, 'test', 24, 12)
+  train = fid_sensitivity.images(d, 'train', 24, 12)
+  assert test.dtype == np.uint8 and test.shape == (24, 32, 32, 3)
+  rng = np.random.default_rng(0)
+  for name, degrade in fid_sensitivity.DEGRADATIONS.items():
+    out = degrade(test, rng)
+    assert out.dtype == np.uint8 and out.shape == test.shape
+    assert np.any(out != test), name
+
+  def features(x):  # a stand-in for Inception: mean colour and the pixel-to-pixel steps
+    x = np.asarray(x, np.float32) / 255.0
+    steps = [np.abs(np.diff(x, axis=a)).mean(axis=(1, 2)) * 10.0 for a in (1, 2)]
+    return np.concatenate([x.mean(axis=(1, 2))] + steps, axis=1)
+
+  result = fid_sensitivity.sensitivity(test, features(test), features(train), features)
+  assert set(result) == {'n', 'floor', *fid_sensitivity.DEGRADATIONS} and result['n'] == 24
+  # Against the test images themselves the floor is 0, and only the degraded copies move:
+  # the wider blur flattens the steps between pixels more, noise adds to them.
+  same = fid_sensitivity.sensitivity(test, features(test), features(test), features)
+  assert same['floor'] == pytest.approx(0.0, abs=1e-6)
+  assert same['blur_0.8'] > same['blur_0.5'] > 1e-4 and same['noise_4'] > 1e-4
+  lines = fid_sensitivity.rows(result)
+  assert len(lines) == 3 + len(fid_sensitivity.DEGRADATIONS) and '(the floor)' in lines[2]
