@@ -22,7 +22,9 @@ from stargan_jax import checkpoint as ckpt_lib
 from stargan_jax import cli
 from stargan_jax import config as config_lib
 from stargan_jax import inference
+from stargan_jax import input_pipeline
 from stargan_jax import sampling
+from stargan_jax.evaluation import fid
 from stargan_jax.evaluation import report
 
 
@@ -152,3 +154,25 @@ def find_classifier(loaded: inference.LoadedModel, dataset: int, classifier_dir:
   root = classifier_dir or loaded.run.classifier
   return classifier_lib.load(os.path.join(root, f'{spec.dataset}_{loaded.image_size}px'), spec,
                              loaded.image_size)
+
+
+def real_images(dataset, split: str, count: int, batch_size: int = 100) -> np.ndarray:
+  """The first ``count`` images of a split as uint8 pixels (as a saved PNG holds them)."""
+  return np.concatenate([fid.to_pixels(b['image']) for b in input_pipeline.eval_batches(
+      dataset, batch_size, split=split, limit=count)])
+
+
+def open_real_set(datasets: Sequence[str], data_dir: str, image_size: int,
+                  inception_weights: str | None, batch_size: int):
+  """(the one prepared dataset, the FID feature extractor) of a real-images-only script.
+
+  A missing or wrong weights file is the user's mistake: one line, no traceback.
+  """
+  from stargan_jax.evaluation import inception  # the network only where it is used
+  cli.require(len(datasets) == 1, f'--datasets: one prepared dataset, got {list(datasets)}')
+  d = input_pipeline.open_dataset(datasets[0], os.path.expanduser(data_dir), image_size)
+  try:
+    ex = inception.FeatureExtractor(inception_weights, batch_size=batch_size)
+  except inception.WeightsError as e:  # no weights file, or not the FID network's
+    raise cli.UserError(str(e)) from e
+  return d, ex

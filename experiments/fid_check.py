@@ -35,8 +35,8 @@ import jax
 import numpy as np
 from absl import flags
 
+from experiments import common
 from stargan_jax import cli
-from stargan_jax import input_pipeline
 from stargan_jax.evaluation import fid
 from stargan_jax.evaluation import inception
 
@@ -56,12 +56,6 @@ flags.DEFINE_bool('skip_reference', False, 'Only our FID and speed.', flag_value
 flags.DEFINE_string('out', None, 'Also write the JSON to this file.', flag_values=FLAGS)
 flags.DEFINE_integer('memory_check', 0, 'Only measure the memory of comparing N with N '
                      'features.', flag_values=FLAGS)
-
-
-def _images(dataset, split: str, count: int) -> np.ndarray:
-  out = [fid.to_pixels(b['image']) for b in
-         input_pipeline.eval_batches(dataset, 100, split=split, limit=count)]
-  return np.concatenate(out)
 
 
 def _cpu_kind() -> str:
@@ -99,18 +93,13 @@ def main(args):
   if FLAGS.memory_check:
     print(json.dumps(_memory_check(FLAGS.memory_check), indent=2))
     return 0
-  cli.require(len(FLAGS.datasets) == 1, f'--datasets: the check compares the real test and '
-              f'training images of one dataset, got {FLAGS.datasets}')
   for name in ('count', 'batch_size', 'speed_batches'):
     cli.require(FLAGS[name].value > 0, f'--{name} must be positive, got {FLAGS[name].value}')
   cli.quiet_libraries()
-  (dataset,) = FLAGS.datasets
-  d = input_pipeline.open_dataset(dataset, os.path.expanduser(FLAGS.data_dir), FLAGS.image_size)
-  try:
-    ex = inception.FeatureExtractor(FLAGS.inception_weights, batch_size=FLAGS.batch_size)
-  except inception.WeightsError as e:  # no weights file, or not the FID network's
-    raise cli.UserError(str(e)) from e
-  test, train = _images(d, 'test', FLAGS.count), _images(d, 'train', FLAGS.count)
+  d, ex = common.open_real_set(FLAGS.datasets, FLAGS.data_dir, FLAGS.image_size,
+                               FLAGS.inception_weights, FLAGS.batch_size)
+  dataset = FLAGS.datasets[0]
+  test, train = (common.real_images(d, s, FLAGS.count) for s in ('test', 'train'))
   result = {'dataset': dataset, 'image_size': FLAGS.image_size,
             'images_per_set': [int(test.shape[0]), int(train.shape[0])],
             'device': str(jax.devices()[0]), 'cpu': _cpu_kind()}

@@ -21,14 +21,13 @@ writes the JSON to ``--out`` if given. Real images only: no run needed.
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 from absl import flags
 from PIL import Image, ImageFilter
 
+from experiments import common
 from stargan_jax import cli
-from stargan_jax import input_pipeline
 from stargan_jax.evaluation import fid
 
 FLAGS = cli.flag_values()
@@ -58,12 +57,6 @@ DEGRADATIONS = {
 }
 
 
-def images(dataset, split: str, count: int, batch_size: int) -> np.ndarray:
-  """The first ``count`` images of a split as uint8 pixels (as a saved PNG holds them)."""
-  return np.concatenate([fid.to_pixels(b['image']) for b in input_pipeline.eval_batches(
-      dataset, batch_size, split=split, limit=count)])
-
-
 def sensitivity(test: np.ndarray, f_test: np.ndarray, f_train: np.ndarray, extractor,
                 seed: int = 0) -> dict:
   """{'floor': FID(test, train), name: FID(degraded test, train) for each degradation}.
@@ -90,20 +83,15 @@ def rows(result: dict) -> list[str]:
 @cli.command(FLAGS, 'python -m experiments.fid_sensitivity')
 def main(args):
   cli.require(not args, f'unexpected arguments: {args}')
-  cli.require(len(FLAGS.datasets) == 1, f'--datasets: one prepared dataset, got {FLAGS.datasets}')
   for name in ('count', 'batch_size'):
     cli.require(FLAGS[name].value > 1, f'--{name} must be at least 2, got {FLAGS[name].value}')
   cli.quiet_libraries()
-  from stargan_jax.evaluation import inception  # the network only where it is used
-  (dataset,) = FLAGS.datasets
-  d = input_pipeline.open_dataset(dataset, os.path.expanduser(FLAGS.data_dir), FLAGS.image_size)
-  try:
-    ex = inception.FeatureExtractor(FLAGS.inception_weights, batch_size=FLAGS.batch_size)
-  except inception.WeightsError as e:
-    raise cli.UserError(str(e)) from e
+  d, ex = common.open_real_set(FLAGS.datasets, FLAGS.data_dir, FLAGS.image_size,
+                               FLAGS.inception_weights, FLAGS.batch_size)
+  dataset = FLAGS.datasets[0]
   f_test, _ = fid.real_features(d, 'test', FLAGS.count, ex, FLAGS.batch_size)
   f_train, _ = fid.real_features(d, 'train', FLAGS.count, ex, FLAGS.batch_size)
-  result = sensitivity(images(d, 'test', FLAGS.count, FLAGS.batch_size), f_test, f_train, ex)
+  result = sensitivity(common.real_images(d, 'test', FLAGS.count, FLAGS.batch_size), f_test, f_train, ex)
   result.update(dataset=dataset, image_size=FLAGS.image_size)
   print('\n'.join(rows(result)))
   if FLAGS.out:

@@ -131,8 +131,8 @@ def test_fid_sensitivity_degrades_real_images_and_scores_them(data_dir):
   from experiments import fid_sensitivity
   from stargan_jax import input_pipeline
   d = input_pipeline.open_dataset('procedural', data_dir, 32)
-  test = fid_sensitivity.images(d, 'test', 24, 12)
-  train = fid_sensitivity.images(d, 'train', 24, 12)
+  test = common.real_images(d, 'test', 24, 12)
+  train = common.real_images(d, 'train', 24, 12)
   assert test.dtype == np.uint8 and test.shape == (24, 32, 32, 3)
   rng = np.random.default_rng(0)
   for name, degrade in fid_sensitivity.DEGRADATIONS.items():
