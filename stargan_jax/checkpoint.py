@@ -37,9 +37,9 @@ from stargan_jax import labels as labels_lib
 
 # Meta fields that must agree between a checkpoint and the config restoring it.
 _MUST_MATCH = ('image_size', 'g_dim', 'cls_dim', 'g_conv_dim', 'd_conv_dim', 'g_repeat_num',
-               'd_repeat_num', 'g_output', 'g_upsample')
+               'd_repeat_num', 'g_output', 'g_upsample', 'g_highpass')
 # What a meta written before a field existed meant by it.
-_META_DEFAULTS = {'g_output': 'image', 'g_upsample': 'transpose'}
+_META_DEFAULTS = {'g_output': 'image', 'g_upsample': 'transpose', 'g_highpass': False}
 
 
 class CheckpointMismatchError(cli.UserError, ValueError):
@@ -112,6 +112,7 @@ def build_meta(cfg, layout: labels_lib.LabelLayout) -> dict:
       'd_repeat_num': cfg.model.d_repeat_num,
       'g_output': cfg.model.g_output,
       'g_upsample': cfg.model.g_upsample,
+      'g_highpass': cfg.model.g_highpass,
       'seed': cfg.run.seed,
       'config': cfg.to_dict(),
   }

@@ -32,6 +32,9 @@ class ModelConfig:
   # G's up-sampling: 'transpose' (the paper's 4x4 stride-2 transposed convs) or
   # 'resize' (nearest-neighbour x2 then a 3x3 conv, StarGAN v2's; not in v1).
   g_upsample: str = 'transpose'
+  # Not in StarGAN: G's output heads also see the input's high frequencies
+  # (x minus its 3x3 blur; see models.Generator).
+  g_highpass: bool = False
 
 
 @dataclasses.dataclass
@@ -42,6 +45,9 @@ class LossConfig:
   # Not in StarGAN: CycleGAN's identity loss, L1(G(x, c_org), x), weighted
   # by lambda_id. 0 (off) everywhere but the built-in demos (config below).
   lambda_id: float = 0.0
+  # Not in StarGAN: weight of mean a(1 - a) over G's attention mask (g_output
+  # 'mask'), which pushes each pixel to be kept or repainted, not blended.
+  lambda_mask: float = 0.0
 
 
 @dataclasses.dataclass
@@ -130,6 +136,11 @@ class Config:
     cli.require(0 <= o.g_ema_decay < 1, f'--g_ema_decay must be in [0, 1), got {o.g_ema_decay}')
     cli.require(o.num_iters_decay >= 0,
                 f'--num_iters_decay must be 0 or more, got {o.num_iters_decay}')
+    cli.require(self.loss.lambda_mask >= 0,
+                f'--lambda_mask must be 0 or more, got {self.loss.lambda_mask}')
+    cli.require(not self.loss.lambda_mask or m.g_output == 'mask',
+                f'--lambda_mask={self.loss.lambda_mask} needs --g_output=mask (G has no mask '
+                f'with --g_output={m.g_output})')
     cli.require(len(d.datasets) >= 1, '--datasets names no dataset')
     return self
 

@@ -64,6 +64,9 @@ flags.DEFINE_enum('g_output', None, ['image', 'mask'], "G's output: image (the p
 flags.DEFINE_enum('g_upsample', None, ['transpose', 'resize'], "G's up-sampling: transpose "
                   "(the paper's 4x4 stride-2 transposed convs) or resize (nearest-neighbour x2 "
                   "then a 3x3 conv, StarGAN v2's; not in StarGAN v1).", flag_values=FLAGS)
+flags.DEFINE_bool('g_highpass', None, "G's output heads also see the input's high frequencies "
+                  '(x minus its 3x3 blur), so what G paints can keep the photo\'s grain; not '
+                  'in StarGAN.', flag_values=FLAGS)
 flags.DEFINE_enum('conv_impl', None, ['auto', 'xla', 'patches', 'winograd'], 'How '
                   'convolutions are computed (same numbers): auto (default: the rule of '
                   'stargan_jax.models.conv for this platform and CPU kind), xla (XLA\'s own '
@@ -91,6 +94,9 @@ flags.DEFINE_float('lambda_rec', None, 'Weight of the reconstruction loss.', fla
 flags.DEFINE_float('lambda_gp', None, 'Weight of the gradient penalty.', flag_values=FLAGS)
 flags.DEFINE_float('lambda_id', None, 'Weight of the identity loss L1(G(x, c_org), x); not in '
                    "StarGAN (CycleGAN's); 0 turns it off (paper preset: 0).", flag_values=FLAGS)
+flags.DEFINE_float('lambda_mask', None, "Weight of mean a(1 - a) over G's mask (--g_output=mask): "
+                   'each pixel kept or repainted, not blended; not in StarGAN; 0: off.',
+                   flag_values=FLAGS)
 # run
 flags.DEFINE_integer('seed', None, 'Seed of initialisation, data order, flips and targets.',
                      flag_values=FLAGS)
@@ -116,10 +122,10 @@ flags.DEFINE_integer('process_id', None, 'This process, 0 .. num_processes - 1 (
 _FIELDS = {
     'data': ('data_dir', 'manual_dir', 'image_size', 'batch_size', 'num_threads'),
     'model': ('g_conv_dim', 'd_conv_dim', 'g_repeat_num', 'd_repeat_num', 'dtype', 'conv_impl',
-              'g_output', 'g_upsample'),
+              'g_output', 'g_upsample', 'g_highpass'),
     'optim': ('num_iters', 'num_iters_decay', 'lr_schedule', 'g_lr', 'd_lr', 'beta1', 'beta2',
               'n_critic', 'g_ema_decay'),
-    'loss': ('lambda_cls', 'lambda_rec', 'lambda_gp', 'lambda_id'),
+    'loss': ('lambda_cls', 'lambda_rec', 'lambda_gp', 'lambda_id', 'lambda_mask'),
     'run': ('seed', 'log_every', 'sample_every', 'checkpoint_every', 'keep_checkpoints',
             'num_samples', 'eval_at_end'),
 }

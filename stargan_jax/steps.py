@@ -104,6 +104,7 @@ class StarGAN:
   lambda_gp: float = 10.0
   lambda_id: float = 0.0  # not StarGAN's: CycleGAN's identity loss (0: off, not computed)
   g_ema_decay: float = 0.0  # not StarGAN v1's: EMA of G's weights (0: off, not stored)
+  lambda_mask: float = 0.0  # not StarGAN's: mean a(1 - a) of G's mask (0: off)
 
   @classmethod
   def from_config(cls, cfg: config_lib.Config, layout: labels_lib.LabelLayout) -> 'StarGAN':
@@ -113,7 +114,7 @@ class StarGAN:
     conv_impl = models.conv.check(cfg.model.conv_impl)  # a UserError naming --conv_impl
     g = models.Generator(cfg.model.g_conv_dim, layout.g_dim, cfg.model.g_repeat_num, dtype,
                          conv_impl=conv_impl, output=cfg.model.g_output,
-                         upsample=cfg.model.g_upsample)
+                         upsample=cfg.model.g_upsample, highpass=cfg.model.g_highpass)
     d = models.Discriminator(cfg.data.image_size, cfg.model.d_conv_dim, layout.cls_dim,
                              cfg.model.d_repeat_num, dtype, conv_impl=conv_impl)
     g_tx, d_tx = make_optimizers(cfg.optim, layout.num_datasets)
@@ -121,7 +122,7 @@ class StarGAN:
       raise ValueError(f'g_ema_decay must be in [0, 1), got {cfg.optim.g_ema_decay}')
     return cls(g, d, layout, cfg.data.image_size, g_tx, d_tx, cfg.loss.lambda_cls,
                cfg.loss.lambda_rec, cfg.loss.lambda_gp, cfg.loss.lambda_id,
-               cfg.optim.g_ema_decay)
+               cfg.optim.g_ema_decay, cfg.loss.lambda_mask)
 
   def on_platform(self, platform: str) -> 'StarGAN':
     """This model with G's and D's ``conv_impl`` resolved for ``platform`` ('auto' fixed).
@@ -198,7 +199,11 @@ class StarGAN:
     g_trg = self.layout.embed(dataset, c_trg, jnp)
 
     def loss_fn(g_params):
-      x_fake = self.G.apply(g_params, x_real, g_trg)
+      if self.lambda_mask:
+        x_fake, inter = self.G.apply(g_params, x_real, g_trg, mutable=['intermediates'])
+        (mask,) = inter['intermediates']['mask']
+      else:
+        x_fake = self.G.apply(g_params, x_real, g_trg)
       out_src, out_cls = self.D.apply(state.d_params, x_fake)
       x_rec = self.G.apply(g_params, x_fake, g_org)
       loss_fake = -losses.critic_fake_loss(out_src)
@@ -212,6 +217,13 @@ class StarGAN:
         loss_id = losses.reconstruction_loss(x_real, self.G.apply(g_params, x_real, g_org))
         loss = loss + self.lambda_id * loss_id
         metrics['G/loss_id'] = loss_id
+      if self.lambda_mask:
+        # Not in StarGAN: a mask that half-keeps the source draws the new
+        # feature over a faint copy of the old one; a(1 - a) is 0 only where
+        # G either keeps the pixel or repaints it whole.
+        loss_mask = jnp.mean(mask * (1.0 - mask))
+        loss = loss + self.lambda_mask * loss_mask
+        metrics['G/loss_mask'] = loss_mask
       return loss, metrics
 
     grads, metrics = jax.grad(loss_fn, has_aux=True)(state.g_params)

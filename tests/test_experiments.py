@@ -154,3 +154,36 @@ def test_fid_sensitivity_degrades_real_images_and_scores_them(data_dir):
   assert same['blur_0.8'] > same['blur_0.5'] > 1e-4 and same['noise_4'] > 1e-4
   lines = fid_sensitivity.rows(result)
   assert len(lines) == 3 + len(fid_sensitivity.DEGRADATIONS) and '(the floor)' in lines[2]
+
+
+def test_fid_sensitivity_repairs_translations_only_where_g_painted():
+  from experiments import fid_sensitivity
+  rng = np.random.default_rng(0)
+  source = rng.integers(60, 200, (6, 16, 16, 3)).astype(np.uint8)
+  fake = source.copy()
+  fake[:, 4:8, 4:8] = 250  # G painted a 4 x 4 square on every image
+  fake[:, 12, 12] = np.clip(source[:, 12, 12].astype(int) + 3, 0, 255)  # a change under 8
+  m = fid_sensitivity.painted(source, fake)
+  assert m.shape == (6, 16, 16, 1)
+  assert m[0, 3:9, 3:9].all() and m.sum() == 6 * 36  # the square grown by one pixel
+  fixed = fid_sensitivity.repairs(source, fake, np.random.default_rng(1))
+  assert list(fixed) == list(fid_sensitivity.REPAIRS)
+  outside = m[..., 0] == 0
+  for name in ('noise_1', 'noise_2', 'source_highpass'):
+    np.testing.assert_array_equal(fixed[name][outside], fake[outside])  # only the paint moves
+    assert np.any(fixed[name][~outside] != fake[~outside]), name
+  unpainted = fixed['source_unpainted']
+  np.testing.assert_array_equal(unpainted[outside], source[outside])
+  np.testing.assert_array_equal(unpainted[~outside], fake[~outside])
+
+  def features(x):
+    x = np.asarray(x, np.float32) / 255.0
+    return np.concatenate([x.mean(axis=(1, 2)), x.std(axis=(1, 2))], axis=1)
+
+  run = fid_sensitivity.translations(source, fake, features(source), features(source),
+                                     features)
+  assert run['floor'] == pytest.approx(0.0, abs=1e-6) and run['translations'] > 1e-3
+  assert run['painted'] == pytest.approx(36 / 256)
+  assert set(fid_sensitivity.REPAIRS) <= set(run)
+  lines = fid_sensitivity.rows(run, 'translations', ('translations', *fid_sensitivity.REPAIRS))
+  assert len(lines) == 3 + 1 + len(fid_sensitivity.REPAIRS)

@@ -186,3 +186,61 @@ def test_main_names_the_chosen_preset_and_never_trains_the_demo_on_celeba():
   cli.parse(main.FLAGS, ['--workdir=w'])
   cfg = main.config_from_flags(log=lambda *a, **k: lines.append(a[0]))
   assert cfg.data.datasets == ('faces',) and "'demo'" in lines[0]
+
+
+def test_highpass_is_zero_on_flat_and_linear_images_and_feeds_the_output_heads():
+  ramp = jnp.broadcast_to(jnp.linspace(-1, 1, 16)[None, None, :, None], (1, 16, 16, 3))
+  np.testing.assert_allclose(models.stargan.highpass(jnp.full((1, 8, 8, 3), 0.3)), 0, atol=1e-7)
+  np.testing.assert_allclose(models.stargan.highpass(ramp)[:, :, 1:-1], 0, atol=1e-6)
+  dot = jnp.zeros((1, 5, 5, 1)).at[0, 2, 2, 0].set(16.0)
+  assert float(models.stargan.highpass(dot)[0, 2, 2, 0]) == 16.0 - 4.0  # centre tap 4/16
+  x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)), jnp.float32)
+  c = jnp.eye(5)[jnp.array([0, 3])]
+  plain = _g('mask').init(jax.random.key(0), x, c)['params']
+  g_hp = models.Generator(conv_dim=8, c_dim=5, repeat_num=1, output='mask', highpass=True)
+  hp = g_hp.init(jax.random.key(0), x, c)['params']
+  last = max((k for k in plain if k.startswith('Conv_')), key=lambda k: int(k.split('_')[1]))
+  heads = (last, 'conv_mask')  # the colour and mask heads: three more inputs each
+  assert hp[last]['kernel'].shape == (7, 7, 8 + 3, 3)
+  assert hp['conv_mask']['kernel'].shape == (7, 7, 8 + 3, 1)
+  assert models.count_params(hp) - models.count_params(plain) == 7 * 7 * 3 * 4
+  # With the new input slices at zero it is G without the skip, exactly; with
+  # them, the output follows the input's high frequencies.
+  zeroed = dict(hp, **{k: dict(hp[k], kernel=hp[k]['kernel'].at[:, :, 8:].set(0.0))
+                       for k in heads})
+  without = dict(hp, **{k: dict(hp[k], kernel=hp[k]['kernel'][:, :, :8]) for k in heads})
+  np.testing.assert_allclose(g_hp.apply({'params': zeroed}, x, c),
+                             _g('mask').apply({'params': without}, x, c), atol=1e-6)
+  assert float(jnp.max(jnp.abs(g_hp.apply({'params': hp}, x, c) -
+                               g_hp.apply({'params': zeroed}, x, c)))) > 1e-3
+
+
+def test_g_highpass_is_stored_and_older_checkpoints_mean_without():
+  layout = labels_lib.LabelLayout((labels_lib.DomainSpec(
+      'procedural', ('Red', 'Green', 'Blue', 'Frame', 'Dark'), labels_lib.ATTRIBUTES),))
+  cfg = config_lib.tiny_config()
+  cfg.model.g_highpass = True
+  saved = ckpt_lib.build_meta(cfg.check(), layout)
+  assert saved['g_highpass'] is True
+  assert config_lib.Config.from_dict(saved['config']).model.g_highpass is True
+  plain = ckpt_lib.build_meta(config_lib.tiny_config(), layout)
+  old = {k: v for k, v in plain.items() if k != 'g_highpass'}
+  old['config'] = {g: dict(v) for g, v in plain['config'].items()}
+  del old['config']['model']['g_highpass']
+  assert config_lib.Config.from_dict(old['config']).model.g_highpass is False
+  ckpt_lib.check_compatible(old, plain, 'ckpt/6')
+  with pytest.raises(ckpt_lib.CheckpointMismatchError, match='g_highpass'):
+    ckpt_lib.check_compatible(old, saved, 'ckpt/6')
+  assert config_lib.paper_config().model.g_highpass is False
+
+
+def test_lambda_mask_needs_the_mask_output_and_is_logged():
+  cfg = config_lib.tiny_config()
+  cfg.loss.lambda_mask = 1.0
+  with pytest.raises(cli.UserError, match='--lambda_mask=1.0 needs --g_output=mask'):
+    cfg.check()
+  cfg.loss.lambda_mask = -1.0
+  cfg.model.g_output = 'mask'
+  with pytest.raises(cli.UserError, match='--lambda_mask must be 0 or more'):
+    cfg.check()
+  assert config_lib.paper_config().loss.lambda_mask == 0

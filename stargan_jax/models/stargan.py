@@ -185,6 +185,15 @@ class ResizeConv3x3(nn.Module):
                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'), transpose_kernel=True)
 
 
+def highpass(x):
+  """x minus its 3x3 binomial blur ([1, 2, 1] / 4 per axis, edges repeated)."""
+  x = x.astype(jnp.float32)
+  p = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode='edge')
+  rows = (p[:, :-2] + 2 * p[:, 1:-1] + p[:, 2:]) / 4
+  blur = (rows[:, :, :-2] + 2 * rows[:, :, 1:-1] + rows[:, :, 2:]) / 4
+  return x - blur
+
+
 class Generator(nn.Module):
   """G(x, c): image N x H x W x 3 in [-1, 1] and labels N x c_dim -> image.
 
@@ -215,6 +224,7 @@ class Generator(nn.Module):
   conv_impl: str = 'auto'
   output: str = 'image'
   upsample: str = 'transpose'
+  highpass: bool = False
 
   @nn.compact
   def __call__(self, x, c):
@@ -248,6 +258,11 @@ class Generator(nn.Module):
         y = ResizeConv3x3(dim, dtype=self.dtype, conv_impl=self.conv_impl,
                           name=f'up_conv_{i}')(y)
       y = nn.relu(InstanceNorm(dtype=self.dtype)(y))
+    if self.highpass:
+      # Not in StarGAN: the output heads (colour, and mask) also see the
+      # input's high frequencies, which the down-sampling path loses, so what
+      # G paints can carry the photo's grain instead of being smooth.
+      y = jnp.concatenate([y, highpass(x).astype(y.dtype)], axis=-1)
     colour = jnp.tanh(
         _conv(3, 7, 1, 3, dtype=self.dtype, conv_general_dilated=impl)(y).astype(jnp.float32))
     if self.output == 'image':
@@ -256,6 +271,7 @@ class Generator(nn.Module):
       raise ValueError(f"Generator output must be 'image' or 'mask', got {self.output!r}")
     a = jax.nn.sigmoid(_conv(1, 7, 1, 3, dtype=self.dtype, conv_general_dilated=impl,
                              name='conv_mask')(y).astype(jnp.float32))
+    self.sow('intermediates', 'mask', a)  # read by the mask loss (--lambda_mask) only
     return a * colour + (1.0 - a) * x.astype(jnp.float32)
 
 
