@@ -59,6 +59,10 @@ flags.DEFINE_string('workdir', None, "Also score this run's translations and cop
                     'changed only where G painted.', flag_values=FLAGS)
 
 
+def _u8(x: np.ndarray) -> np.ndarray:
+  return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
 def _pil(images: np.ndarray, image_filter) -> np.ndarray:
   return np.stack([np.asarray(Image.fromarray(im).filter(image_filter)) for im in images])
 
@@ -67,8 +71,7 @@ DEGRADATIONS = {
     'blur_0.5': lambda x, rng: _pil(x, ImageFilter.GaussianBlur(0.5)),
     'blur_0.8': lambda x, rng: _pil(x, ImageFilter.GaussianBlur(0.8)),
     'median_3': lambda x, rng: _pil(x, ImageFilter.MedianFilter(3)),
-    'noise_4': lambda x, rng: np.clip(np.rint(x + rng.normal(0.0, 4.0, x.shape)), 0,
-                                      255).astype(np.uint8),
+    'noise_4': lambda x, rng: _u8(x + rng.normal(0.0, 4.0, x.shape)),
     'levels_16': lambda x, rng: (x // 16 * 16 + 8).astype(np.uint8),
 }
 
@@ -85,13 +88,12 @@ def painted(source: np.ndarray, fake: np.ndarray, threshold: float = 8.0) -> np.
   return grown[..., None].astype(np.float32)
 
 
-def _u8(x: np.ndarray) -> np.ndarray:
-  return np.clip(np.rint(x), 0, 255).astype(np.uint8)
-
-
-def repairs(source: np.ndarray, fake: np.ndarray, rng) -> dict[str, np.ndarray]:
-  """The translations changed in one way each (the module docstring's list)."""
-  m, f, x = painted(source, fake), fake.astype(np.float32), source.astype(np.float32)
+def repairs(source: np.ndarray, fake: np.ndarray, rng,
+            m: np.ndarray | None = None) -> dict[str, np.ndarray]:
+  """The translations changed in one way each (the module docstring's list); ``m``:
+  ``painted(source, fake)`` where the caller has it."""
+  m = painted(source, fake) if m is None else m
+  f, x = fake.astype(np.float32), source.astype(np.float32)
   detail = x - _pil(source, ImageFilter.GaussianBlur(1.0)).astype(np.float32)
   return {
       'noise_1': _u8(f + m * rng.normal(0.0, 1.0, f.shape)),
@@ -109,11 +111,12 @@ def translations(source: np.ndarray, fake: np.ndarray, f_test: np.ndarray,
                  f_train: np.ndarray, extractor, seed: int = 0) -> dict:
   """{'floor', 'translations', each repair: FID against the training features}, and
   'painted': the share of pixels G painted."""
+  m = painted(source, fake)
   out = {'n': int(min(f_test.shape[0], f_train.shape[0], fake.shape[0])),
          'floor': fid.fid_from_features(f_test, f_train),
          'translations': fid.fid_from_features(extractor(fake), f_train),
-         'painted': float(painted(source, fake).mean())}
-  for name, images in repairs(source, fake, np.random.default_rng(seed)).items():
+         'painted': float(m.mean())}
+  for name, images in repairs(source, fake, np.random.default_rng(seed), m).items():
     out[name] = fid.fid_from_features(extractor(images), f_train)
   return out
 

@@ -244,3 +244,17 @@ def test_lambda_mask_needs_the_mask_output_and_is_logged():
   with pytest.raises(cli.UserError, match='--lambda_mask must be 0 or more'):
     cfg.check()
   assert config_lib.paper_config().loss.lambda_mask == 0
+  # On, the G step computes and logs it (a scalar); off, it is neither computed nor logged.
+  from stargan_jax import steps
+  layout = labels_lib.LabelLayout((labels_lib.DomainSpec(
+      'procedural', ('Red', 'Green', 'Blue', 'Frame', 'Dark'), labels_lib.ATTRIBUTES),))
+  batch = {'image': jnp.zeros((2, 32, 32, 3)), 'label': jnp.eye(5)[jnp.array([0, 3])]}
+  for weight in (1.0, 0.0):
+    cfg.loss.lambda_mask = weight
+    model = steps.StarGAN.from_config(cfg.check(), layout)
+    state = jax.eval_shape(model.init, jax.random.key(0))
+    _, metrics = jax.eval_shape(lambda s, b, k: model.g_step(s, b, k, 0), state, batch,
+                                jax.random.key(1))
+    assert ('G/loss_mask' in metrics) == bool(weight)
+    if weight:
+      assert metrics['G/loss_mask'].shape == ()
