@@ -48,6 +48,11 @@ class LossConfig:
   # Not in StarGAN: weight of mean a(1 - a) over G's attention mask (g_output
   # 'mask'), which pushes each pixel to be kept or repainted, not blended.
   lambda_mask: float = 0.0
+  # Not in StarGAN: D's classification loss on real images is also taken on a
+  # copy of them with one random square, this fraction of the image side,
+  # blanked, so D's classifier must read every cue of a domain (an expression's
+  # brows as well as its mouth). 0 (off) everywhere but where README says.
+  d_cls_cutout: float = 0.0
 
 
 @dataclasses.dataclass
@@ -141,6 +146,9 @@ class Config:
     cli.require(not self.loss.lambda_mask or m.g_output == 'mask',
                 f'--lambda_mask={self.loss.lambda_mask} needs --g_output=mask (G has no mask '
                 f'with --g_output={m.g_output})')
+    cli.require(0 <= self.loss.d_cls_cutout < 1,
+                f'--d_cls_cutout must be in [0, 1) (a fraction of the image side), got '
+                f'{self.loss.d_cls_cutout}')
     cli.require(len(d.datasets) >= 1, '--datasets names no dataset')
     return self
 

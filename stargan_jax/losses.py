@@ -63,3 +63,23 @@ def classification_loss(logits, labels, kind: str):
 def reconstruction_loss(x_real, x_rec):
   """L1 cycle loss, mean |x - G(G(x, c_trg), c_org)|: ``G/loss_rec``."""
   return jnp.mean(jnp.abs(x_real.astype(jnp.float32) - x_rec.astype(jnp.float32)))
+
+
+def cutout(x, key, fraction: float):
+  """Each image of N x H x W x C with one square of side round(fraction * H) set to 0.
+
+  0 is mid-grey for images in [-1, 1]. The square's centre is uniform over
+  the image, so it may be clipped by the border (DiffAugment's cutout, Zhao
+  et al. 2020); drawn per image.
+  """
+  n, h, w, _ = x.shape
+  side = max(1, round(fraction * h))
+  ky, kx = jax.random.split(key)
+  cy = jax.random.randint(ky, (n, 1, 1, 1), 0, h)
+  cx = jax.random.randint(kx, (n, 1, 1, 1), 0, w)
+  rows = jnp.arange(h).reshape(1, h, 1, 1)
+  cols = jnp.arange(w).reshape(1, 1, w, 1)
+  lo = side // 2
+  inside = ((rows >= cy - lo) & (rows < cy - lo + side) & (cols >= cx - lo)
+            & (cols < cx - lo + side))
+  return jnp.where(inside, jnp.zeros((), x.dtype), x)

@@ -97,6 +97,9 @@ flags.DEFINE_float('lambda_id', None, 'Weight of the identity loss L1(G(x, c_org
 flags.DEFINE_float('lambda_mask', None, "Weight of mean a(1 - a) over G's mask (--g_output=mask): "
                    'each pixel kept or repainted, not blended; not in StarGAN; 0: off.',
                    flag_values=FLAGS)
+flags.DEFINE_float('d_cls_cutout', None, "D's classification loss on real images also taken on "
+                   'a copy with one random square of this fraction of the side blanked, so it '
+                   'reads every cue of a domain; not in StarGAN; 0: off.', flag_values=FLAGS)
 # run
 flags.DEFINE_integer('seed', None, 'Seed of initialisation, data order, flips and targets.',
                      flag_values=FLAGS)
@@ -125,7 +128,7 @@ _FIELDS = {
               'g_output', 'g_upsample', 'g_highpass'),
     'optim': ('num_iters', 'num_iters_decay', 'lr_schedule', 'g_lr', 'd_lr', 'beta1', 'beta2',
               'n_critic', 'g_ema_decay'),
-    'loss': ('lambda_cls', 'lambda_rec', 'lambda_gp', 'lambda_id', 'lambda_mask'),
+    'loss': ('lambda_cls', 'lambda_rec', 'lambda_gp', 'lambda_id', 'lambda_mask', 'd_cls_cutout'),
     'run': ('seed', 'log_every', 'sample_every', 'checkpoint_every', 'keep_checkpoints',
             'num_samples', 'eval_at_end'),
 }

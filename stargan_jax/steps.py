@@ -105,6 +105,7 @@ class StarGAN:
   lambda_id: float = 0.0  # not StarGAN's: CycleGAN's identity loss (0: off, not computed)
   g_ema_decay: float = 0.0  # not StarGAN v1's: EMA of G's weights (0: off, not stored)
   lambda_mask: float = 0.0  # not StarGAN's: mean a(1 - a) of G's mask (0: off)
+  d_cls_cutout: float = 0.0  # not StarGAN's: D's real cls loss also on cut-out reals (0: off)
 
   @classmethod
   def from_config(cls, cfg: config_lib.Config, layout: labels_lib.LabelLayout) -> 'StarGAN':
@@ -122,7 +123,7 @@ class StarGAN:
       raise ValueError(f'g_ema_decay must be in [0, 1), got {cfg.optim.g_ema_decay}')
     return cls(g, d, layout, cfg.data.image_size, g_tx, d_tx, cfg.loss.lambda_cls,
                cfg.loss.lambda_rec, cfg.loss.lambda_gp, cfg.loss.lambda_id,
-               cfg.optim.g_ema_decay, cfg.loss.lambda_mask)
+               cfg.optim.g_ema_decay, cfg.loss.lambda_mask, cfg.loss.d_cls_cutout)
 
   def on_platform(self, platform: str) -> 'StarGAN':
     """This model with G's and D's ``conv_impl`` resolved for ``platform`` ('auto' fixed).
@@ -171,11 +172,26 @@ class StarGAN:
       loss_real = losses.critic_real_loss(out_src_real)
       loss_fake = losses.critic_fake_loss(out_src_fake)
       loss_cls = self._cls_loss(out_cls_real, c_org, dataset)
+      metrics = {}
+      if self.d_cls_cutout:
+        # Not in StarGAN: with one cue of a domain blanked D's classifier must
+        # read the others, so a fake keeping the source's brows under the
+        # target's mouth no longer passes as the target. Only the
+        # classification sees the cut-out copies: the critic never learns
+        # blanked squares as real. Its own key (folded in, so the targets'
+        # and the GP's draws are those of a run without it).
+        cut_key = jax.random.fold_in(
+            jax.random.fold_in(jax.random.fold_in(base_key, state.step), dataset), 1)
+        x_cut = losses.cutout(x_real, cut_key, self.d_cls_cutout)
+        loss_cls_cut = self._cls_loss(self.D.apply(d_params, x_cut)[1], c_org, dataset)
+        metrics['D/loss_cls_cutout'] = loss_cls_cut
       loss_gp = losses.gradient_penalty(lambda x: self.D.apply(d_params, x)[0], x_real, x_fake,
                                         alpha)
-      loss = loss_real + loss_fake + self.lambda_cls * loss_cls + self.lambda_gp * loss_gp
+      # With the cut-out copies, the mean of the two (lambda_cls keeps its weight).
+      cls_term = 0.5 * (loss_cls + loss_cls_cut) if self.d_cls_cutout else loss_cls
+      loss = loss_real + loss_fake + self.lambda_cls * cls_term + self.lambda_gp * loss_gp
       return loss, {'D/loss_real': loss_real, 'D/loss_fake': loss_fake, 'D/loss_cls': loss_cls,
-                    'D/loss_gp': loss_gp}
+                    'D/loss_gp': loss_gp, **metrics}
 
     grads, metrics = jax.grad(loss_fn, has_aux=True)(state.d_params)
     updates, d_opt_state = self.d_tx.update(grads, state.d_opt_state, state.d_params)

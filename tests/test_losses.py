@@ -68,3 +68,18 @@ def test_unknown_label_kind():
   import pytest
   with pytest.raises(ValueError, match='attributes'):
     losses.classification_loss(jnp.zeros((1, 2)), jnp.zeros((1, 2)), 'multi')
+
+
+def test_cutout_blanks_one_square_per_image():
+  x = jax.random.uniform(jax.random.key(0), (64, 16, 16, 3), minval=0.5, maxval=1.0)
+  y = np.asarray(losses.cutout(x, jax.random.key(1), 0.25))
+  blank = (y == 0).all(-1)  # x has no zeros: every 0 is cut out
+  np.testing.assert_array_equal(y[~blank], np.asarray(x)[~blank])
+  counts = blank.sum((1, 2))
+  assert counts.max() == 16 and counts.min() >= 4  # a 4x4 square, clipped at most to 2x2
+  for img in blank:  # each blank region is one axis-aligned rectangle
+    rows, cols = np.nonzero(img.any(1))[0], np.nonzero(img.any(0))[0]
+    assert img[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()
+    assert img.sum() == len(rows) * len(cols)
+  # Drawn per image: the squares are not all in one place.
+  assert len({tuple(np.argwhere(img)[0]) for img in blank}) > 10

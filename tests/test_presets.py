@@ -258,3 +258,33 @@ def test_lambda_mask_needs_the_mask_output_and_is_logged():
     assert ('G/loss_mask' in metrics) == bool(weight)
     if weight:
       assert metrics['G/loss_mask'].shape == ()
+
+
+def test_d_cls_cutout_checked_and_logged_and_off_leaves_the_d_step_alone():
+  cfg = config_lib.tiny_config()
+  cfg.loss.d_cls_cutout = 1.0
+  with pytest.raises(cli.UserError, match=r'--d_cls_cutout must be in \[0, 1\)'):
+    cfg.check()
+  assert config_lib.paper_config().loss.d_cls_cutout == 0
+  from stargan_jax import steps
+  layout = labels_lib.LabelLayout((labels_lib.DomainSpec(
+      'procedural', ('Red', 'Green', 'Blue', 'Frame', 'Dark'), labels_lib.ATTRIBUTES),))
+  x = jax.random.uniform(jax.random.key(2), (4, 32, 32, 3), minval=-1, maxval=1)
+  batch = {'image': x, 'label': jnp.eye(5)[jnp.array([0, 3, 1, 4])]}
+  out = {}
+  for frac in (0.0, 0.5):
+    cfg.loss.d_cls_cutout = frac
+    model = steps.StarGAN.from_config(cfg.check(), layout)
+    state = model.init(jax.random.key(0))
+    new, metrics = jax.jit(lambda s, b, k: model.d_step(s, b, k, 0))(state, batch,
+                                                                      jax.random.key(1))
+    out[frac] = (new, metrics)
+    assert ('D/loss_cls_cutout' in metrics) == bool(frac)
+  (off, m_off), (on, m_on) = out[0.0], out[0.5]
+  # The same draws otherwise: the critic and GP terms are equal, the update is not.
+  for k in ('D/loss_real', 'D/loss_fake', 'D/loss_gp', 'D/loss_cls'):
+    np.testing.assert_allclose(float(m_on[k]), float(m_off[k]), rtol=1e-6)
+  assert float(m_on['D/loss_cls_cutout']) != float(m_on['D/loss_cls'])
+  diff = jax.tree_util.tree_map(lambda a, b: float(jnp.max(jnp.abs(a - b))), on.d_params,
+                                off.d_params)
+  assert max(jax.tree_util.tree_leaves(diff)) > 0
