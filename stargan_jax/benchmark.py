@@ -116,6 +116,9 @@ flags.DEFINE_enum('g_upsample', _PAPER.model.g_upsample, ['transpose', 'resize']
 flags.DEFINE_float('lambda_id', _PAPER.loss.lambda_id,
                    'Weight of the identity loss (> 0 adds its G pass to the G step, as the '
                    'demos train).', flag_values=FLAGS)
+flags.DEFINE_float('d_cls_cutout', _PAPER.loss.d_cls_cutout,
+                   "D's classification loss also on cut-out real images (> 0 adds a D pass to "
+                   'the D step; stargan_jax.main --d_cls_cutout).', flag_values=FLAGS)
 flags.DEFINE_string('conv_impl', 'auto', 'How convolutions are computed, G\'s and D\'s: '
                     f'{", ".join(conv.IMPLS)} (stargan_jax.models.conv).', flag_values=FLAGS)
 flags.DEFINE_string('g_conv_impl', None, "G's convolutions (default: --conv_impl).",
@@ -150,6 +153,8 @@ def settings() -> types.SimpleNamespace:
               f'--image_size={args.image_size} must be a multiple of 2**d_repeat_num='
               f'{2**args.d_repeat_num}')
   cli.require(args.lambda_id >= 0, f'--lambda_id must be >= 0, got {args.lambda_id}')
+  cli.require(0 <= args.d_cls_cutout < 1,
+              f'--d_cls_cutout must be in [0, 1), got {args.d_cls_cutout}')
   cli.require(args.devices >= 0 and args.peak_flops > 0,
               f'--devices must be >= 0 and --peak_flops > 0, got {args.devices}, '
               f'{args.peak_flops}')
@@ -173,8 +178,9 @@ def parse_args(argv) -> types.SimpleNamespace:
 def is_paper_model(args) -> bool:
   """Whether the reference's FLOP counts apply: the paper's sizes, G and G step."""
   return (all(getattr(args, k) == v for k, v in PAPER_MODEL.items()) and
-          (args.g_output, args.g_upsample, args.lambda_id) ==
-          (_PAPER.model.g_output, _PAPER.model.g_upsample, _PAPER.loss.lambda_id))
+          (args.g_output, args.g_upsample, args.lambda_id, args.d_cls_cutout) ==
+          (_PAPER.model.g_output, _PAPER.model.g_upsample, _PAPER.loss.lambda_id,
+           _PAPER.loss.d_cls_cutout))
 
 
 def make_model(args) -> steps.StarGAN:
@@ -186,6 +192,7 @@ def make_model(args) -> steps.StarGAN:
       g_output=args.g_output, g_upsample=args.g_upsample)
   cfg.optim.n_critic = args.n_critic
   cfg.loss.lambda_id = args.lambda_id
+  cfg.loss.d_cls_cutout = args.d_cls_cutout
   names = tuple(f'attr_{i}' for i in range(args.c_dim))
   layout = labels_lib.LabelLayout((labels_lib.DomainSpec('benchmark', names),))
   model = steps.StarGAN.from_config(cfg, layout)
