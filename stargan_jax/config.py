@@ -51,7 +51,7 @@ class LossConfig:
   # Not in StarGAN: D's classification loss on real images is also taken on a
   # copy of them with one random square, this fraction of the image side,
   # blanked, so D's classifier must read every cue of a domain (an expression's
-  # brows as well as its mouth). 0 (off) everywhere but where README says.
+  # brows as well as its mouth). 0 (off) in every preset: it did not help (README).
   d_cls_cutout: float = 0.0
 
 
