@@ -147,9 +147,14 @@ class StarGAN:
 
   # -------------------------------------------------------------------------
 
+  @staticmethod
+  def _step_key(base_key, iteration, dataset: int):
+    """The key of one iteration's step on one dataset (the resumable draws)."""
+    return jax.random.fold_in(jax.random.fold_in(base_key, iteration), dataset)
+
   def _targets(self, base_key, iteration, dataset: int, c_org):
     """c_trg (the batch's labels permuted) and the GP's alpha for one iteration."""
-    key = jax.random.fold_in(jax.random.fold_in(base_key, iteration), dataset)
+    key = self._step_key(base_key, iteration, dataset)
     perm_key, alpha_key = jax.random.split(key)
     c_trg = c_org[jax.random.permutation(perm_key, c_org.shape[0])]
     alpha = jax.random.uniform(alpha_key, (c_org.shape[0], 1, 1, 1), jnp.float32)
@@ -172,7 +177,7 @@ class StarGAN:
       loss_real = losses.critic_real_loss(out_src_real)
       loss_fake = losses.critic_fake_loss(out_src_fake)
       loss_cls = self._cls_loss(out_cls_real, c_org, dataset)
-      metrics = {}
+      cls_term, metrics = loss_cls, {}
       if self.d_cls_cutout:
         # Not in StarGAN: with one cue of a domain blanked D's classifier must
         # read the others, so a fake keeping the source's brows under the
@@ -180,15 +185,13 @@ class StarGAN:
         # classification sees the cut-out copies: the critic never learns
         # blanked squares as real. Its own key (folded in, so the targets'
         # and the GP's draws are those of a run without it).
-        cut_key = jax.random.fold_in(
-            jax.random.fold_in(jax.random.fold_in(base_key, state.step), dataset), 1)
+        cut_key = jax.random.fold_in(self._step_key(base_key, state.step, dataset), 1)
         x_cut = losses.cutout(x_real, cut_key, self.d_cls_cutout)
         loss_cls_cut = self._cls_loss(self.D.apply(d_params, x_cut)[1], c_org, dataset)
         metrics['D/loss_cls_cutout'] = loss_cls_cut
+        cls_term = 0.5 * (loss_cls + loss_cls_cut)  # lambda_cls keeps its weight
       loss_gp = losses.gradient_penalty(lambda x: self.D.apply(d_params, x)[0], x_real, x_fake,
                                         alpha)
-      # With the cut-out copies, the mean of the two (lambda_cls keeps its weight).
-      cls_term = 0.5 * (loss_cls + loss_cls_cut) if self.d_cls_cutout else loss_cls
       loss = loss_real + loss_fake + self.lambda_cls * cls_term + self.lambda_gp * loss_gp
       return loss, {'D/loss_real': loss_real, 'D/loss_fake': loss_fake, 'D/loss_cls': loss_cls,
                     'D/loss_gp': loss_gp, **metrics}
