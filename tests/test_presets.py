@@ -12,6 +12,11 @@ from stargan_jax import labels as labels_lib
 from stargan_jax import models
 
 
+# The procedural set's one-dataset label layout, for the tests that build steps.
+_PROCEDURAL = labels_lib.LabelLayout((labels_lib.DomainSpec(
+    'procedural', ('Red', 'Green', 'Blue', 'Frame', 'Dark'), labels_lib.ATTRIBUTES),))
+
+
 def _g(output):
   return models.Generator(conv_dim=8, c_dim=5, repeat_num=1, output=output)
 
@@ -50,8 +55,7 @@ def test_g_output_is_checked_stored_and_must_match_on_resume():
   cfg.model.g_output = 'masked'
   with pytest.raises(cli.UserError, match='--g_output'):
     cfg.check()
-  layout = labels_lib.LabelLayout((labels_lib.DomainSpec(
-      'procedural', ('Red', 'Green', 'Blue', 'Frame', 'Dark'), labels_lib.ATTRIBUTES),))
+  layout = _PROCEDURAL
   cfg.model.g_output = 'mask'
   saved = ckpt_lib.build_meta(cfg.check(), layout)
   assert saved['g_output'] == 'mask'
@@ -124,8 +128,7 @@ def test_g_upsample_is_checked_stored_and_older_checkpoints_mean_transpose():
   cfg.model.g_upsample = 'bilinear'
   with pytest.raises(cli.UserError, match='--g_upsample'):
     cfg.check()
-  layout = labels_lib.LabelLayout((labels_lib.DomainSpec(
-      'procedural', ('Red', 'Green', 'Blue', 'Frame', 'Dark'), labels_lib.ATTRIBUTES),))
+  layout = _PROCEDURAL
   cfg.model.g_upsample = 'resize'
   saved = ckpt_lib.build_meta(cfg.check(), layout)
   assert saved['g_upsample'] == 'resize'
@@ -216,8 +219,7 @@ def test_highpass_is_zero_on_flat_and_linear_images_and_feeds_the_output_heads()
 
 
 def test_g_highpass_is_stored_and_older_checkpoints_mean_without():
-  layout = labels_lib.LabelLayout((labels_lib.DomainSpec(
-      'procedural', ('Red', 'Green', 'Blue', 'Frame', 'Dark'), labels_lib.ATTRIBUTES),))
+  layout = _PROCEDURAL
   cfg = config_lib.tiny_config()
   cfg.model.g_highpass = True
   saved = ckpt_lib.build_meta(cfg.check(), layout)
@@ -246,8 +248,7 @@ def test_lambda_mask_needs_the_mask_output_and_is_logged():
   assert config_lib.paper_config().loss.lambda_mask == 0
   # On, the G step computes and logs it (a scalar); off, it is neither computed nor logged.
   from stargan_jax import steps
-  layout = labels_lib.LabelLayout((labels_lib.DomainSpec(
-      'procedural', ('Red', 'Green', 'Blue', 'Frame', 'Dark'), labels_lib.ATTRIBUTES),))
+  layout = _PROCEDURAL
   batch = {'image': jnp.zeros((2, 32, 32, 3)), 'label': jnp.eye(5)[jnp.array([0, 3])]}
   for weight in (1.0, 0.0):
     cfg.loss.lambda_mask = weight
@@ -267,8 +268,7 @@ def test_d_cls_cutout_checked_and_logged_and_off_leaves_the_d_step_alone():
     cfg.check()
   assert config_lib.paper_config().loss.d_cls_cutout == 0
   from stargan_jax import steps
-  layout = labels_lib.LabelLayout((labels_lib.DomainSpec(
-      'procedural', ('Red', 'Green', 'Blue', 'Frame', 'Dark'), labels_lib.ATTRIBUTES),))
+  layout = _PROCEDURAL
   x = jax.random.uniform(jax.random.key(2), (4, 32, 32, 3), minval=-1, maxval=1)
   batch = {'image': x, 'label': jnp.eye(5)[jnp.array([0, 3, 1, 4])]}
   out = {}
