@@ -1,5 +1,7 @@
 """The attention-mask output of G, the presets and how one is chosen when none is given."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -189,6 +191,29 @@ def test_main_names_the_chosen_preset_and_never_trains_the_demo_on_celeba():
   cli.parse(main.FLAGS, ['--workdir=w'])
   cfg = main.config_from_flags(log=lambda *a, **k: lines.append(a[0]))
   assert cfg.data.datasets == ('faces',) and "'demo'" in lines[0]
+
+
+def test_small_adds_its_rafd_settings_only_for_rafd_alone_and_flags_override_them():
+  from stargan_jax import main
+  base = config_lib.small_config('celeba')
+  rafd = config_lib.small_config('rafd')
+  assert (base.model.g_highpass, base.loss.lambda_rec) == (False, 20.0)
+  assert (rafd.model.g_highpass, rafd.loss.lambda_rec) == (True, 10.0)
+  assert dataclasses.replace(rafd.model, g_highpass=False) == base.model  # nothing else differs
+  assert dataclasses.replace(rafd.loss, lambda_rec=20.0) == base.loss
+  joint = config_lib.small_config(('celeba', 'rafd'))  # attribute data in it: the base recipe
+  assert (joint.model.g_highpass, joint.loss.lambda_rec) == (False, 20.0)
+  assert '--g_highpass' in config_lib.preset_for(('rafd',))[1]
+  assert '--g_highpass' not in config_lib.preset_for(('celeba',))[1]
+  lines = []
+  for argv in (['--datasets=rafd'], ['--datasets=rafd', '--preset=small']):
+    cli.parse(main.FLAGS, ['--workdir=w'] + argv)
+    cfg = main.config_from_flags(log=lambda *a, **k: lines.append(a[0]))
+    assert cfg.data.datasets == ('rafd',) and cfg.model.g_highpass and cfg.loss.lambda_rec == 10
+  assert len(lines) == 1 and '--lambda_rec=10' in lines[0]  # only the chosen preset is announced
+  cli.parse(main.FLAGS, ['--workdir=w', '--datasets=rafd', '--lambda_rec=20', '--nog_highpass'])
+  cfg = main.config_from_flags(log=lambda *a, **k: None)
+  assert (cfg.model.g_highpass, cfg.loss.lambda_rec) == (False, 20.0)
 
 
 def test_highpass_is_zero_on_flat_and_linear_images_and_feeds_the_output_heads():
