@@ -283,12 +283,13 @@ def small_config(datasets: str | tuple[str, ...] = 'celeba') -> Config:
   Trained on RaFD alone (``datasets`` is ``rafd``), two settings more
   (``RAFD_SMALL``): G's output heads also see the input's high frequencies
   (``g_highpass``, not in StarGAN) and the paper's lambda_rec of 10. An
-  expression is a few small strokes (mouth and brows); with the mask G left
-  the source's brows or mouth corners in place under a new mouth, and these
-  two together drew the target's on three seeds out of three, where each
-  alone and the base recipe did not. On the CelebA layout ``g_highpass`` was
-  worse (README), so attribute data keeps the base recipe. The README
-  ("Which preset") gives what each reaches and which preset to pick.
+  expression is a few small strokes (mouth and brows); with the mask alone G
+  left the source's brows or mouth corners in place under a new mouth, and
+  with ``g_highpass`` it reached more expressions than the base recipe on
+  every seed tried. On the CelebA layout ``g_highpass`` lost targets, so
+  attribute data (and a folder set of classes, which may be anything) keeps
+  the base recipe. The README ("Which preset") gives what each reaches and
+  which preset to pick.
   """
   datasets = (datasets,) if isinstance(datasets, str) else tuple(datasets)
   cfg = default_config()
