@@ -29,9 +29,9 @@ flags.DEFINE_enum('preset', None, sorted(config_lib.PRESETS), 'Base config the o
                   'built-in pair trained jointly with the mask vector), small (your own data '
                   'on small compute: 64 px, 6,000 iterations; with --datasets=rafd also '
                   '--g_highpass and --lambda_rec=10; README: which preset for which data), '
-                  'paper (128 px, conv_dim 64, batch 16, 200k iterations), tiny (the smallest model: tests, '
-                  'smoke runs). Default: chosen from --datasets (config.preset_for) and named '
-                  'at start.', flag_values=FLAGS)
+                  'paper (128 px, conv_dim 64, batch 16, 200k iterations), tiny (the smallest '
+                  'model: tests, smoke runs). Default: chosen from --datasets (config.preset_for) '
+                  'and named at start.', flag_values=FLAGS)
 flags.DEFINE_bool('resume', False, 'Continue from the latest checkpoint in --workdir.',
                   flag_values=FLAGS)
 flags.DEFINE_integer('test_step', None, 'Checkpoint step for --mode=test (default: latest).',
