@@ -28,7 +28,8 @@ flags.DEFINE_enum('preset', None, sorted(config_lib.PRESETS), 'Base config the o
                   'override: demo (the built-in faces, 32 px, minutes on a CPU), joint (the '
                   'built-in pair trained jointly with the mask vector), small (your own data '
                   'on small compute: 64 px, 6,000 iterations; with --datasets=rafd also '
-                  '--g_highpass and --lambda_rec=10; README: which preset for which data), '
+                  f'{config_lib.settings_as_flags(config_lib.RAFD_SMALL)}; README: which preset '
+                  'for which data), '
                   'paper (128 px, conv_dim 64, batch 16, 200k iterations), tiny (the smallest '
                   'model: tests, smoke runs). Default: chosen from --datasets (config.preset_for) '
                   'and named at start.', flag_values=FLAGS)
@@ -143,10 +144,7 @@ def config_from_flags(log=print) -> config_lib.Config:
   if preset is None:
     preset, why = config_lib.preset_for(FLAGS.datasets or ())
     log(f'--preset not given: {why}', flush=True)
-  if preset == 'small' and FLAGS.datasets:
-    cfg = config_lib.small_config(tuple(FLAGS.datasets))  # RaFD gets its two settings
-  else:
-    cfg = config_lib.PRESETS[preset]()
+  cfg = config_lib.preset_config(preset, FLAGS.datasets or ())
   for group, names in _FIELDS.items():
     sub = getattr(cfg, group)
     for name in names:

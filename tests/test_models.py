@@ -242,6 +242,21 @@ def test_cpu_conv_form_by_shape(shape, kernel, cout, form):
   assert ('custom_vjp' in jaxpr) == (form == 'tap'), jaxpr
 
 
+def test_heads_on_zero_padded_channels_give_the_unpadded_conv_and_its_gradients():
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(2, 8, 8, 19)), jnp.float32)  # conv_dim 16 + 3 high-pass
+  w = jnp.asarray(rng.normal(size=(7, 7, 19, 3)), jnp.float32)
+  plain = jax.lax.conv_general_dilated
+  padded = conv.channels_padded(plain)
+  def loss(conv_fn):
+    return lambda a, b: jnp.sum(conv_fn(a, b, (1, 1), ((3, 3), (3, 3)),
+                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC')) ** 2)
+  np.testing.assert_allclose(loss(padded)(x, w), loss(plain)(x, w), rtol=1e-5)
+  for got, want in zip(jax.grad(loss(padded), (0, 1))(x, w), jax.grad(loss(plain), (0, 1))(x, w)):
+    assert got.shape == want.shape  # the kernel's gradient keeps 19 input channels
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+
+
 def test_winograd_conv3x3_at_residual_block_size():
   # G's residual conv at the paper's width (256 channels, 8x8 tiles of 4x4):
   # Winograd F(4x4, 3x3) in float32 stays within 1e-4 of XLA's conv, relative

@@ -203,8 +203,16 @@ def test_small_adds_its_rafd_settings_only_for_rafd_alone_and_flags_override_the
   assert dataclasses.replace(rafd.loss, lambda_rec=20.0) == base.loss
   joint = config_lib.small_config(('celeba', 'rafd'))  # attribute data in it: the base recipe
   assert (joint.model.g_highpass, joint.loss.lambda_rec) == (False, 20.0)
-  assert '--g_highpass' in config_lib.preset_for(('rafd',))[1]
+  assert '--g_highpass and --lambda_rec=10' in config_lib.preset_for(('rafd',))[1]
   assert '--g_highpass' not in config_lib.preset_for(('celeba',))[1]
+  # One rule: the config main starts from, small_config and the start line agree on it.
+  assert config_lib.preset_config('small', ('rafd',)) == rafd
+  assert config_lib.preset_config('small', ('celeba', 'rafd')) == joint
+  assert config_lib.dataset_settings('small', ('celeba',)) == {}
+  for name in ('demo', 'joint', 'paper', 'tiny'):  # only small has data-dependent settings
+    assert config_lib.preset_config(name, ('rafd',)) == dataclasses.replace(
+        config_lib.PRESETS[name](), data=dataclasses.replace(
+            config_lib.PRESETS[name]().data, datasets=('rafd',)))
   lines = []
   for argv in (['--datasets=rafd'], ['--datasets=rafd', '--preset=small']):
     cli.parse(main.FLAGS, ['--workdir=w'] + argv)
@@ -313,18 +321,3 @@ def test_d_cls_cutout_checked_and_logged_and_off_leaves_the_d_step_alone():
   diff = jax.tree_util.tree_map(lambda a, b: float(jnp.max(jnp.abs(a - b))), on.d_params,
                                 off.d_params)
   assert max(jax.tree_util.tree_leaves(diff)) > 0
-
-
-def test_heads_on_zero_padded_channels_give_the_unpadded_conv_and_its_gradients():
-  rng = np.random.default_rng(0)
-  x = jnp.asarray(rng.normal(size=(2, 8, 8, 19)), jnp.float32)  # conv_dim 16 + 3 high-pass
-  w = jnp.asarray(rng.normal(size=(7, 7, 19, 3)), jnp.float32)
-  plain = jax.lax.conv_general_dilated
-  padded = models.stargan.channels_padded(plain)
-  def loss(conv_fn):
-    return lambda a, b: jnp.sum(conv_fn(a, b, (1, 1), ((3, 3), (3, 3)),
-                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC')) ** 2)
-  np.testing.assert_allclose(loss(padded)(x, w), loss(plain)(x, w), rtol=1e-5)
-  for got, want in zip(jax.grad(loss(padded), (0, 1))(x, w), jax.grad(loss(plain), (0, 1))(x, w)):
-    assert got.shape == want.shape  # the kernel's gradient keeps 19 input channels
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)

@@ -22,6 +22,10 @@ slow on some convolution derivatives, and the forms replace those:
   for narrow convs on small maps and for the narrowest (under 64 channels)
   on any map. These pay where XLA's convolution
   gradients are slowest relative to its matmuls (x86 CPUs with AVX2 or AVX-512).
+* ``channels_padded``: any of these on input channels zero-padded to a
+  multiple of 8, for a conv whose input has an odd count (G's output heads
+  with ``g_highpass``, conv_dim + 3): XLA's CPU conv is far slower on such a
+  count than on the next multiple of 8.
 
 ``conv_impl`` (``--conv_impl``, ``ModelConfig.conv_impl``, the networks'
 attribute) names which forms are used, per role:
@@ -157,6 +161,22 @@ def describe(impl: str, platform: str | None = None) -> dict:
   return {'conv_impl': impl, 'resolved': name, 'forms': dict(_FORMS[name]),
           'cpu_kind': cpu_kind(read_cpuinfo()) if (platform or jax.default_backend()) == 'cpu'
           else None}
+
+
+def channels_padded(conv_general_dilated, multiple: int = 8):
+  """``conv_general_dilated`` (NHWC x HWIO) on input channels zero-padded to ``multiple``.
+
+  Zero channels in the input meet zero rows of the kernel, so the output is
+  the unpadded conv's; the kernel's gradient comes back through the pad as
+  the unpadded kernel's.
+  """
+  def padded(lhs, rhs, *args, **kwargs):
+    extra = -lhs.shape[-1] % multiple
+    if extra:
+      lhs = jnp.pad(lhs, ((0, 0), (0, 0), (0, 0), (0, extra)))
+      rhs = jnp.pad(rhs, ((0, 0), (0, 0), (0, extra), (0, 0)))
+    return conv_general_dilated(lhs, rhs, *args, **kwargs)
+  return padded
 
 
 # -- helpers ------------------------------------------------------------------

@@ -194,22 +194,6 @@ def highpass(x):
   return x - blur
 
 
-def channels_padded(conv_general_dilated, multiple: int = 8):
-  """``conv_general_dilated`` (NHWC x HWIO) on input channels zero-padded to ``multiple``.
-
-  Zero channels in the input meet zero rows of the kernel, so the output is
-  the unpadded conv's; the kernel's gradient comes back through the pad as
-  the unpadded kernel's.
-  """
-  def padded(lhs, rhs, *args, **kwargs):
-    extra = -lhs.shape[-1] % multiple
-    if extra:
-      lhs = jnp.pad(lhs, ((0, 0), (0, 0), (0, 0), (0, extra)))
-      rhs = jnp.pad(rhs, ((0, 0), (0, 0), (0, extra), (0, 0)))
-    return conv_general_dilated(lhs, rhs, *args, **kwargs)
-  return padded
-
-
 class Generator(nn.Module):
   """G(x, c): image N x H x W x 3 in [-1, 1] and labels N x c_dim -> image.
 
@@ -283,7 +267,7 @@ class Generator(nn.Module):
       # count than on the next multiple of 8, so the heads compute on zero
       # channels added to input and kernel (the same numbers; the parameters
       # keep conv_dim + 3 channels).
-      impl = channels_padded(impl or jax.lax.conv_general_dilated)
+      impl = conv.channels_padded(impl or jax.lax.conv_general_dilated)
     colour = jnp.tanh(
         _conv(3, 7, 1, 3, dtype=self.dtype, conv_general_dilated=impl)(y).astype(jnp.float32))
     if self.output == 'image':
