@@ -37,11 +37,21 @@ class ModelConfig:
   g_highpass: bool = False
 
 
+ADV_LOSSES = ('wgan-gp', 'ns-r1')
+
+
 @dataclasses.dataclass
 class LossConfig:
   lambda_cls: float = 1.0
   lambda_rec: float = 10.0
   lambda_gp: float = 10.0
+  # The adversarial loss: 'wgan-gp' is StarGAN's (Wasserstein critic,
+  # gradient penalty on interpolates weighted by lambda_gp). 'ns-r1' (not in
+  # StarGAN v1; StarGAN v2's) is the non-saturating GAN loss with the R1
+  # penalty on real images weighted by lambda_r1 (v2: 1); lambda_gp is then
+  # unused.
+  adv_loss: str = 'wgan-gp'
+  lambda_r1: float = 1.0
   # Not in StarGAN: CycleGAN's identity loss, L1(G(x, c_org), x), weighted
   # by lambda_id. 0 (off) everywhere but the built-in demos (config below).
   lambda_id: float = 0.0
@@ -149,6 +159,10 @@ class Config:
     cli.require(0 <= self.loss.d_cls_cutout < 1,
                 f'--d_cls_cutout must be in [0, 1) (a fraction of the image side), got '
                 f'{self.loss.d_cls_cutout}')
+    cli.require(self.loss.adv_loss in ADV_LOSSES,
+                f'--adv_loss must be one of {", ".join(ADV_LOSSES)}, got {self.loss.adv_loss!r}')
+    cli.require(self.loss.lambda_r1 >= 0,
+                f'--lambda_r1 must be 0 or more, got {self.loss.lambda_r1}')
     cli.require(len(d.datasets) >= 1, '--datasets names no dataset')
     return self
 

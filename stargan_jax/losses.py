@@ -39,6 +39,33 @@ def gradient_penalty(critic_fn: Callable, x_real, x_fake, alpha):
   return jnp.mean(jnp.square(norm - 1.0))
 
 
+def nonsat_real_loss(out_src_real):
+  """E[softplus(-D_src(x))], i.e. -E[log sigmoid D_src(x)]: D's loss on reals under ``ns-r1``.
+
+  Not StarGAN's (WGAN-GP); StarGAN v2's non-saturating GAN loss. G
+  minimises the same expression on its fakes (``G/loss_fake``).
+  """
+  return jnp.mean(jax.nn.softplus(-out_src_real.astype(jnp.float32)))
+
+
+def nonsat_fake_loss(out_src_fake):
+  """E[softplus(D_src(G(x, c)))], i.e. -E[log(1 - sigmoid D_src)]: D's loss on fakes."""
+  return jnp.mean(jax.nn.softplus(out_src_fake.astype(jnp.float32)))
+
+
+def r1_penalty(critic_fn: Callable, x_real):
+  """R1 (Mescheder et al. 2018; StarGAN v2's ``r1_reg``): 0.5 E[||grad_x sum D_src(x)||^2] on reals.
+
+  As StarGAN v2: the gradient of the sum of the critic's outputs over the
+  batch (and here over the PatchGAN map), the squared norm over each
+  sample's pixels and channels, halved, averaged over the batch.
+  """
+  x_real = jax.lax.stop_gradient(x_real)
+  grad = jax.grad(lambda x: jnp.sum(critic_fn(x).astype(jnp.float32)))(x_real)
+  grad = grad.astype(jnp.float32).reshape(grad.shape[0], -1)
+  return 0.5 * jnp.mean(jnp.sum(jnp.square(grad), axis=1))
+
+
 def attribute_cls_loss(logits, labels):
   """Binary attributes: sigmoid CE summed over attributes, mean over batch."""
   logits = logits.astype(jnp.float32)

@@ -93,6 +93,12 @@ flags.DEFINE_float('lambda_cls', None, 'Weight of the domain classification loss
                    flag_values=FLAGS)
 flags.DEFINE_float('lambda_rec', None, 'Weight of the reconstruction loss.', flag_values=FLAGS)
 flags.DEFINE_float('lambda_gp', None, 'Weight of the gradient penalty.', flag_values=FLAGS)
+flags.DEFINE_enum('adv_loss', None, list(config_lib.ADV_LOSSES), "Adversarial loss: wgan-gp "
+                  "(StarGAN's: Wasserstein critic, gradient penalty weighted by --lambda_gp) or "
+                  "ns-r1 (StarGAN v2's: non-saturating loss, R1 penalty on real images weighted "
+                  'by --lambda_r1); every preset: wgan-gp.', flag_values=FLAGS)
+flags.DEFINE_float('lambda_r1', None, 'Weight of the R1 penalty with --adv_loss=ns-r1 '
+                   '(StarGAN v2: 1).', flag_values=FLAGS)
 flags.DEFINE_float('lambda_id', None, 'Weight of the identity loss L1(G(x, c_org), x); not in '
                    "StarGAN (CycleGAN's); 0 turns it off (paper preset: 0).", flag_values=FLAGS)
 flags.DEFINE_float('lambda_mask', None, "Weight of mean a(1 - a) over G's mask (--g_output=mask): "
@@ -129,7 +135,8 @@ _FIELDS = {
               'g_output', 'g_upsample', 'g_highpass'),
     'optim': ('num_iters', 'num_iters_decay', 'lr_schedule', 'g_lr', 'd_lr', 'beta1', 'beta2',
               'n_critic', 'g_ema_decay'),
-    'loss': ('lambda_cls', 'lambda_rec', 'lambda_gp', 'lambda_id', 'lambda_mask', 'd_cls_cutout'),
+    'loss': ('lambda_cls', 'lambda_rec', 'lambda_gp', 'adv_loss', 'lambda_r1', 'lambda_id',
+             'lambda_mask', 'd_cls_cutout'),
     'run': ('seed', 'log_every', 'sample_every', 'checkpoint_every', 'keep_checkpoints',
             'num_samples', 'eval_at_end'),
 }

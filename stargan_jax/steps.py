@@ -106,6 +106,8 @@ class StarGAN:
   g_ema_decay: float = 0.0  # not StarGAN v1's: EMA of G's weights (0: off, not stored)
   lambda_mask: float = 0.0  # not StarGAN's: mean a(1 - a) of G's mask (0: off)
   d_cls_cutout: float = 0.0  # not StarGAN's: D's real cls loss also on cut-out reals (0: off)
+  adv_loss: str = 'wgan-gp'  # or 'ns-r1' (StarGAN v2's; config.LossConfig)
+  lambda_r1: float = 1.0
 
   @classmethod
   def from_config(cls, cfg: config_lib.Config, layout: labels_lib.LabelLayout) -> 'StarGAN':
@@ -119,11 +121,15 @@ class StarGAN:
     d = models.Discriminator(cfg.data.image_size, cfg.model.d_conv_dim, layout.cls_dim,
                              cfg.model.d_repeat_num, dtype, conv_impl=conv_impl)
     g_tx, d_tx = make_optimizers(cfg.optim, layout.num_datasets)
+    if cfg.loss.adv_loss not in config_lib.ADV_LOSSES:
+      raise ValueError(f'adv_loss must be one of {config_lib.ADV_LOSSES}, got '
+                       f'{cfg.loss.adv_loss!r}')
     if not 0.0 <= cfg.optim.g_ema_decay < 1.0:
       raise ValueError(f'g_ema_decay must be in [0, 1), got {cfg.optim.g_ema_decay}')
     return cls(g, d, layout, cfg.data.image_size, g_tx, d_tx, cfg.loss.lambda_cls,
                cfg.loss.lambda_rec, cfg.loss.lambda_gp, cfg.loss.lambda_id,
-               cfg.optim.g_ema_decay, cfg.loss.lambda_mask, cfg.loss.d_cls_cutout)
+               cfg.optim.g_ema_decay, cfg.loss.lambda_mask, cfg.loss.d_cls_cutout,
+               cfg.loss.adv_loss, cfg.loss.lambda_r1)
 
   def on_platform(self, platform: str) -> 'StarGAN':
     """This model with G's and D's ``conv_impl`` resolved for ``platform`` ('auto' fixed).
@@ -174,8 +180,12 @@ class StarGAN:
     def loss_fn(d_params):
       out_src_real, out_cls_real = self.D.apply(d_params, x_real)
       out_src_fake, _ = self.D.apply(d_params, x_fake)
-      loss_real = losses.critic_real_loss(out_src_real)
-      loss_fake = losses.critic_fake_loss(out_src_fake)
+      if self.adv_loss == 'ns-r1':
+        loss_real = losses.nonsat_real_loss(out_src_real)
+        loss_fake = losses.nonsat_fake_loss(out_src_fake)
+      else:
+        loss_real = losses.critic_real_loss(out_src_real)
+        loss_fake = losses.critic_fake_loss(out_src_fake)
       loss_cls = self._cls_loss(out_cls_real, c_org, dataset)
       cls_term, metrics = loss_cls, {}
       if self.d_cls_cutout:
@@ -190,11 +200,18 @@ class StarGAN:
         loss_cls_cut = self._cls_loss(self.D.apply(d_params, x_cut)[1], c_org, dataset)
         metrics['D/loss_cls_cutout'] = loss_cls_cut
         cls_term = 0.5 * (loss_cls + loss_cls_cut)  # lambda_cls keeps its weight
-      loss_gp = losses.gradient_penalty(lambda x: self.D.apply(d_params, x)[0], x_real, x_fake,
-                                        alpha)
-      loss = loss_real + loss_fake + self.lambda_cls * cls_term + self.lambda_gp * loss_gp
+      critic = lambda x: self.D.apply(d_params, x)[0]
+      if self.adv_loss == 'ns-r1':
+        # StarGAN v2's penalty: on the reals only (alpha's draw is left unused,
+        # so the other draws are those of a wgan-gp run).
+        penalty = {'D/loss_r1': losses.r1_penalty(critic, x_real)}
+        loss_pen = self.lambda_r1 * penalty['D/loss_r1']
+      else:
+        penalty = {'D/loss_gp': losses.gradient_penalty(critic, x_real, x_fake, alpha)}
+        loss_pen = self.lambda_gp * penalty['D/loss_gp']
+      loss = loss_real + loss_fake + self.lambda_cls * cls_term + loss_pen
       return loss, {'D/loss_real': loss_real, 'D/loss_fake': loss_fake, 'D/loss_cls': loss_cls,
-                    'D/loss_gp': loss_gp, **metrics}
+                    **penalty, **metrics}
 
     grads, metrics = jax.grad(loss_fn, has_aux=True)(state.d_params)
     updates, d_opt_state = self.d_tx.update(grads, state.d_opt_state, state.d_params)
@@ -225,7 +242,10 @@ class StarGAN:
         x_fake = self.G.apply(g_params, x_real, g_trg)
       out_src, out_cls = self.D.apply(state.d_params, x_fake)
       x_rec = self.G.apply(g_params, x_fake, g_org)
-      loss_fake = -losses.critic_fake_loss(out_src)
+      if self.adv_loss == 'ns-r1':
+        loss_fake = losses.nonsat_real_loss(out_src)  # -E[log sigmoid D_src(G(x, c))]
+      else:
+        loss_fake = -losses.critic_fake_loss(out_src)
       loss_cls = self._cls_loss(out_cls, c_trg, dataset)
       loss_rec = losses.reconstruction_loss(x_real, x_rec)
       loss = loss_fake + self.lambda_rec * loss_rec + self.lambda_cls * loss_cls

@@ -37,6 +37,34 @@ def test_critic_losses():
   assert float(losses.critic_fake_loss(jnp.array([[1.0], [3.0]]))) == 2.0
 
 
+def test_nonsat_losses_are_the_log_sigmoid_cross_entropies():
+  out = jnp.array([[-2.0], [0.0], [3.0]])
+  sig = 1 / (1 + np.exp(-np.array([-2.0, 0.0, 3.0])))
+  np.testing.assert_allclose(float(losses.nonsat_real_loss(out)), -np.mean(np.log(sig)),
+                             rtol=1e-6)
+  np.testing.assert_allclose(float(losses.nonsat_fake_loss(out)), -np.mean(np.log(1 - sig)),
+                             rtol=1e-6)
+  big = jnp.array([[200.0]])  # softplus, not log(sigmoid): no overflow to inf
+  assert float(losses.nonsat_real_loss(big)) == 0.0 and float(losses.nonsat_fake_loss(big)) == 200
+
+
+def test_r1_penalty_is_half_the_mean_squared_input_gradient_on_reals():
+  # Critic a_i * <w, x> for sample i (a PatchGAN map of 2 x 2 summed): grad = a_i * w * 4 / 4.
+  w = jax.random.normal(jax.random.key(0), (4, 4, 3))
+  scale = jnp.array([1.0, 3.0])
+  def critic(x):
+    per = jnp.sum(x * w, axis=(1, 2, 3)) * scale
+    return jnp.broadcast_to(per[:, None, None, None] / 4, (2, 2, 2, 1))
+  x = jax.random.normal(jax.random.key(1), (2, 4, 4, 3))
+  r1 = losses.r1_penalty(critic, x)
+  sq = float(jnp.sum(w ** 2))
+  np.testing.assert_allclose(float(r1), 0.5 * np.mean([1.0 * sq, 9.0 * sq]), rtol=1e-5)
+  # Its gradient reaches the critic's parameters (here the scale), not the images.
+  g = jax.grad(lambda s: losses.r1_penalty(
+      lambda x: jnp.sum(x * w, axis=(1, 2, 3)) * s, x))(scale)
+  np.testing.assert_allclose(np.asarray(g), np.asarray(scale) * sq / 2, rtol=1e-5)
+
+
 def test_attribute_cls_loss_sums_attributes_means_batch():
   logits = jnp.array([[0.0, 2.0], [-1.0, 0.5]])
   labels = jnp.array([[1.0, 0.0], [0.0, 1.0]])

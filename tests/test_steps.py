@@ -51,6 +51,38 @@ def test_d_step_changes_only_d_and_g_step_only_g():
   assert all(np.isfinite(float(v)) for v in metrics.values())
 
 
+def test_ns_r1_adversarial_loss_is_off_by_default_and_changes_only_the_gan_terms():
+  # Not StarGAN's (StarGAN v2's): non-saturating loss, R1 on reals; every preset keeps wgan-gp.
+  for make in (config_lib.default_config, config_lib.small_config, config_lib.paper_config,
+               config_lib.joint_demo_config):
+    assert make().loss.adv_loss == 'wgan-gp'
+  cfg = config_lib.default_config()
+  cfg.data.image_size = 32
+  cfg.model = config_lib.ModelConfig(8, 8, 1, 5)
+  cfg.optim.g_ema_decay = 0.0
+  layout = labels.LabelLayout((SPEC,))
+  wgan = steps.StarGAN.from_config(cfg, layout)
+  cfg.loss.adv_loss, cfg.loss.lambda_r1 = 'ns-r1', 2.0
+  ns = steps.StarGAN.from_config(cfg, layout)
+  state, key, batch = ns.init(jax.random.key(0)), jax.random.key(1), _batch()
+  d = {m: jax.jit(m.d_step, static_argnums=3)(state, batch, key, 0) for m in (wgan, ns)}
+  (ns_state, ns_m), (_, w_m) = d[ns], d[wgan]
+  assert set(ns_m) == {'D/loss_real', 'D/loss_fake', 'D/loss_cls', 'D/loss_r1'}
+  out_real, _ = ns.D.apply(state.d_params, batch['image'])
+  np.testing.assert_allclose(float(ns_m['D/loss_real']),
+                             float(jnp.mean(jax.nn.softplus(-out_real))), rtol=1e-5)
+  np.testing.assert_allclose(float(ns_m['D/loss_cls']), float(w_m['D/loss_cls']), rtol=1e-6)
+  assert float(ns_m['D/loss_r1']) > 0
+  _, g_m = jax.jit(ns.g_step, static_argnums=3)(ns_state, batch, key, 0)
+  _, gw_m = jax.jit(wgan.g_step, static_argnums=3)(ns_state, batch, key, 0)
+  for k in ('G/loss_rec', 'G/loss_cls'):  # the same fakes, reconstructions and targets
+    np.testing.assert_allclose(float(g_m[k]), float(gw_m[k]), rtol=1e-6)
+  assert float(g_m['G/loss_fake']) > 0 and float(g_m['G/loss_fake']) != float(gw_m['G/loss_fake'])
+  cfg.loss.adv_loss = 'hinge'
+  with pytest.raises(Exception, match='--adv_loss must be one of wgan-gp, ns-r1'):
+    cfg.check()
+
+
 def test_identity_loss_is_off_by_default_and_is_l1_of_g_on_own_labels():
   # Not StarGAN's (CycleGAN's identity loss); only the demo turns it on.
   assert config_lib.LossConfig().lambda_id == 0
