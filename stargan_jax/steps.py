@@ -180,12 +180,19 @@ class StarGAN:
     def loss_fn(d_params):
       out_src_real, out_cls_real = self.D.apply(d_params, x_real)
       out_src_fake, _ = self.D.apply(d_params, x_fake)
+      critic = lambda x: self.D.apply(d_params, x)[0]
       if self.adv_loss == 'ns-r1':
         loss_real = losses.nonsat_real_loss(out_src_real)
         loss_fake = losses.nonsat_fake_loss(out_src_fake)
+        # StarGAN v2's penalty: on the reals only (alpha's draw is left unused,
+        # so the other draws are those of a wgan-gp run).
+        penalty = {'D/loss_r1': losses.r1_penalty(critic, x_real)}
+        loss_pen = self.lambda_r1 * penalty['D/loss_r1']
       else:
         loss_real = losses.critic_real_loss(out_src_real)
         loss_fake = losses.critic_fake_loss(out_src_fake)
+        penalty = {'D/loss_gp': losses.gradient_penalty(critic, x_real, x_fake, alpha)}
+        loss_pen = self.lambda_gp * penalty['D/loss_gp']
       loss_cls = self._cls_loss(out_cls_real, c_org, dataset)
       cls_term, metrics = loss_cls, {}
       if self.d_cls_cutout:
@@ -200,15 +207,6 @@ class StarGAN:
         loss_cls_cut = self._cls_loss(self.D.apply(d_params, x_cut)[1], c_org, dataset)
         metrics['D/loss_cls_cutout'] = loss_cls_cut
         cls_term = 0.5 * (loss_cls + loss_cls_cut)  # lambda_cls keeps its weight
-      critic = lambda x: self.D.apply(d_params, x)[0]
-      if self.adv_loss == 'ns-r1':
-        # StarGAN v2's penalty: on the reals only (alpha's draw is left unused,
-        # so the other draws are those of a wgan-gp run).
-        penalty = {'D/loss_r1': losses.r1_penalty(critic, x_real)}
-        loss_pen = self.lambda_r1 * penalty['D/loss_r1']
-      else:
-        penalty = {'D/loss_gp': losses.gradient_penalty(critic, x_real, x_fake, alpha)}
-        loss_pen = self.lambda_gp * penalty['D/loss_gp']
       loss = loss_real + loss_fake + self.lambda_cls * cls_term + loss_pen
       return loss, {'D/loss_real': loss_real, 'D/loss_fake': loss_fake, 'D/loss_cls': loss_cls,
                     **penalty, **metrics}
