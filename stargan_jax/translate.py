@@ -251,6 +251,12 @@ def translate(workdir: str, input_path: str, out_dir: str, attrs: str | None = N
   os.makedirs(out_dir, exist_ok=True)
   stems = _unique_stems(names)
   records, rows = [], []
+  # Every chunk is padded to one batch shape (one compiled program), but a set
+  # smaller than a batch is not padded up: XLA may round a batch of 1 and a
+  # padded batch of 16 differently (it did on an AVX2 CPU), and a single image
+  # must come out exactly as the web demo, which translates one at a time,
+  # gives it.
+  batch_size = min(batch_size, len(arrays))
   for start in range(0, len(arrays), batch_size):
     x = np.stack(arrays[start:start + batch_size])
     estimated = estimate_labels(loaded, x)
