@@ -6,7 +6,8 @@ import os
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 # Most tests build a Trainer for the same tiny config, and each Trainer jits
 # its own step functions: a persistent compilation cache, shared by the
-# subprocesses some tests start, compiles each distinct program once.
+# subprocesses some tests start and by pytest-xdist's workers (started by the
+# controller after it has run this), compiles each distinct program once.
 if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   import tempfile
   os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='stargan-jax-test-cache-')
