@@ -151,3 +151,30 @@ def test_images_are_prepared_as_in_training(data_dir, tmp_path):
   assert x.shape == (16, 16, 3) and np.all(x[..., 1] == 1.0)
   with pytest.raises(translate.UnreadableImageError, match='nothing.png'):
     translate.load_image(str(tmp_path / 'nothing.png'), 32)
+
+
+def test_batch_shapes_one_image_alone_and_padded_chunks(run, tmp_path, monkeypatch):
+  # One image runs G on a batch of one, as the web demo does (so the two agree
+  # bit for bit on any CPU); a larger set is cut into --batch_size chunks, the
+  # last padded up, so that one program is compiled.
+  from stargan_jax import inference
+  seen = []
+  real = inference.LoadedModel.translate_np
+
+  def recording(self, g_params, x, c):
+    seen.append(np.shape(x)[0])
+    return real(self, g_params, x, c)
+
+  monkeypatch.setattr(inference.LoadedModel, 'translate_np', recording)
+  folder = tmp_path / 'photos'
+  os.makedirs(folder)
+  rng = np.random.default_rng(1)
+  for i in range(3):
+    Image.fromarray(procedural.sample_attribute_example(rng, 32)[0]).save(folder / f'{i}.png')
+  summary = translate.translate(run, str(folder / '0.png'), str(tmp_path / 'one'),
+                                attrs='Blue=1', log=lambda m: None)
+  assert summary['translated'] == 1 and seen == [1]
+  seen.clear()
+  summary = translate.translate(run, str(folder), str(tmp_path / 'three'), attrs='Blue=1',
+                                batch_size=2, log=lambda m: None)
+  assert summary['translated'] == 3 and seen == [2, 2]
