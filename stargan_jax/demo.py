@@ -25,10 +25,11 @@ Targets are built by ``translate.build_targets`` from the controls, and G runs
 on a batch of one image, as ``translate`` runs it on a single input, so a
 translation on the page equals ``translate``'s of the same image alone for the
 same targets, bit for bit. G and D are compiled once, for one image at the
-model's size, before the server starts. Uploads that are not images, truncated files and images over
-PIL's decompression-bomb limit get a message on the page; grey-scale, RGBA and
-palette images are converted to RGB and tiny images upscaled, as ``translate``
-does, with a note. The server keeps serving after any of them.
+model's size, before the server starts. Uploads that are not images, truncated
+files and images over PIL's decompression-bomb limit get a message on the page;
+grey-scale, RGBA and palette images are converted to RGB and tiny images
+upscaled, as ``translate`` does, with a note. The server keeps serving after any
+of them.
 """
 
 from __future__ import annotations
