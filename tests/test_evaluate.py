@@ -235,9 +235,18 @@ def test_categorical_translation_error_rule(classes_run):
                         'reconstruction': rec, 'classifier': {'procedural_classes': clf}})
   assert '| missed translations read as |' in md and '| solid | 100.00% | - |' in md
   assert md.count(' hstripes 6 |') == 3
-  # The cycle error, recomputed for one class by hand.
   batch = next(input_pipeline.eval_batches(datasets[0], 6, limit=6))
   x, c_org = batch['image'], batch['label']
+  # Which source classes the missed translations came from: every image for
+  # the three missed targets, none for hstripes.
+  sources = np.bincount(np.argmax(c_org, axis=1), minlength=4)
+  by_source = {n: int(v) for n, v in zip(spec.names, sources) if v}
+  assert e['missed_from'] == {'solid': by_source, 'hstripes': {}, 'vstripes': by_source,
+                              'checker': by_source}
+  assert '| missed translations, by source class |' in md
+  assert md.count(f' {report._misreads(None, by_source)} |') == 3
+  assert '| hstripes | 0.00% | - |' in md and md.count(' - | - |') == 1
+  # The cycle error, recomputed for one class by hand.
   c_trg = np.eye(4, dtype=np.float32)[[2] * 6]
   x_rec = loaded.translate_np(loaded.g_params, loaded.translate_np(loaded.g_params, x, c_trg),
                               c_org)

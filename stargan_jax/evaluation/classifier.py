@@ -338,7 +338,10 @@ def translation_metrics(translate_fn, g_params, layout: labels_lib.LabelLayout, 
   only for a dataset's own domains, as in training). For a categorical
   target dataset (RaFD's expressions) ``read_as[target][class]`` counts the
   translations into ``target`` that the classifier read as each class: what
-  a missed expression was taken for.
+  a missed expression was taken for; where the source dataset is categorical
+  too, ``missed_from[target][class]`` counts the missed translations into
+  ``target`` by the source image's class: which changes G fails to make
+  (e.g. ``neutral`` missed mostly from ``contemptuous`` faces).
   """
 
   def translate(x, c):
@@ -349,6 +352,10 @@ def translation_metrics(translate_fn, g_params, layout: labels_lib.LabelLayout, 
   for src, d in enumerate(datasets):
     counts = {j: np.zeros((s.c_dim, 3)) for j, s in enumerate(layout.specs)}  # wrong, all-wrong, n
     read_as = {j: np.zeros((s.c_dim, s.c_dim), np.int64) for j, s in enumerate(layout.specs)}
+    src_spec = layout.specs[src]
+    by_source = src_spec.kind == labels_lib.CATEGORICAL
+    missed_from = {j: np.zeros((s.c_dim, src_spec.c_dim), np.int64)
+                   for j, s in enumerate(layout.specs)}
     rec = np.zeros((layout.specs[src].c_dim, 2))  # sum of per-image L1, n
     for batch in input_pipeline.eval_batches(d, batch_size, limit=limit):
       x, c_org = batch['image'], np.asarray(batch['label'], np.float32)
@@ -362,6 +369,9 @@ def translation_metrics(translate_fn, g_params, layout: labels_lib.LabelLayout, 
             wrong = read[:, k] != 1.0
             all_wrong = wrong
             read_as[j][k] += np.bincount(np.argmax(read, axis=1), minlength=spec.c_dim)
+            if by_source:
+              missed_from[j][k] += np.bincount(np.argmax(c_org, axis=1)[wrong],
+                                               minlength=src_spec.c_dim)
           else:
             wrong = read[:, k] != c_trg[:, k]
             all_wrong = np.any(read != c_trg, axis=1)
@@ -384,6 +394,10 @@ def translation_metrics(translate_fn, g_params, layout: labels_lib.LabelLayout, 
       else:
         entry['read_as'] = {n: {spec.names[r]: int(v) for r, v in enumerate(read_as[j][k]) if v}
                             for k, n in enumerate(spec.names)}
+        if by_source:
+          entry['missed_from'] = {
+              n: {src_spec.names[r]: int(v) for r, v in enumerate(missed_from[j][k]) if v}
+              for k, n in enumerate(spec.names)}
       translation[src_name][spec.dataset] = entry
     reconstruction[src_name] = {
         'l1': float(rec[:, 0].sum() / max(rec[:, 1].sum(), 1)),

@@ -18,8 +18,9 @@ def _pct(x) -> str:
   return '-' if x is None else f'{100 * x:.2f}%'
 
 
-def _misreads(target: str, counts: dict) -> str:
-  """'happy 16, disgusted 1': the classes other than ``target`` read, most often first."""
+def _misreads(target: str | None, counts: dict) -> str:
+  """'happy 16, disgusted 1': the classes other than ``target`` (all of them where
+  None) with their counts, most often first."""
   wrong = sorted(((n, c) for n, c in counts.items() if n != target and c), key=lambda t: -t[1])
   return ', '.join(f'{n} {c}' for n, c in wrong) or '-'
 
@@ -35,14 +36,17 @@ def markdown(result: dict) -> str:
       clf = result['classifier'][trg]
       rec = result['reconstruction'][src] if src == trg else None
       read_as = e.get('read_as')
+      missed_from = e.get('missed_from')
       lines += [f'## {src} test images translated to {trg} domains', '',
                 f'Classifier: ResNet-18 (width {clf["width"]}, {clf["stem"]} stem) trained on '
                 f'{clf["train_images"]} real {trg} training images; error on real test images '
                 f'{_pct(clf["real_test_error"])}. Rule: a translation is {e["rule"]}.', '',
                 '| target domain | classification error (translated) | classifier error '
                 '(real) |' + (' L1 cycle error |' if rec else '') +
-                (' missed translations read as |' if read_as is not None else ''),
-                '|---|---|---|' + ('---|' if rec else '') + ('---|' if read_as is not None else '')]
+                (' missed translations read as |' if read_as is not None else '') +
+                (' missed translations, by source class |' if missed_from is not None else ''),
+                '|---|---|---|' + ('---|' if rec else '') + ('---|' if read_as is not None else '')
+                + ('---|' if missed_from is not None else '')]
       for name, err in e['per_domain'].items():
         real = clf['real_test_error_per_domain'].get(name)
         row = f'| {name} | {_pct(err)} | {_pct(real)} |'
@@ -50,11 +54,15 @@ def markdown(result: dict) -> str:
           row += f' {rec["per_domain"][name]:.4f} |'
         if read_as is not None:
           row += f' {_misreads(name, read_as.get(name, {}))} |'
+        if missed_from is not None:
+          row += f' {_misreads(None, missed_from.get(name, {}))} |'
         lines.append(row)
       row = f'| **overall** | **{_pct(e["error"])}** | **{_pct(clf["real_test_error"])}** |'
       if rec:
         row += f' **{rec["l1"]:.4f}** |'
       if read_as is not None:
+        row += ' |'
+      if missed_from is not None:
         row += ' |'
       lines += [row, '']
       if 'all_attributes_error' in e:
