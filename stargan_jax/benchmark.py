@@ -116,6 +116,9 @@ flags.DEFINE_enum('g_upsample', _PAPER.model.g_upsample, ['transpose', 'resize']
 flags.DEFINE_bool('g_highpass', _PAPER.model.g_highpass,
                   "G's output heads also see the input's high frequencies (stargan_jax.main "
                   '--g_highpass).', flag_values=FLAGS)
+flags.DEFINE_bool('g_head_input', _PAPER.model.g_head_input,
+                  "G's output heads also see the input image itself (stargan_jax.main "
+                  '--g_head_input).', flag_values=FLAGS)
 flags.DEFINE_float('lambda_id', _PAPER.loss.lambda_id,
                    'Weight of the identity loss (> 0 adds its G pass to the G step, as the '
                    'demos train).', flag_values=FLAGS)
@@ -181,9 +184,10 @@ def parse_args(argv) -> types.SimpleNamespace:
 def is_paper_model(args) -> bool:
   """Whether the reference's FLOP counts apply: the paper's sizes, G and G step."""
   return (all(getattr(args, k) == v for k, v in PAPER_MODEL.items()) and
-          (args.g_output, args.g_upsample, args.g_highpass, args.lambda_id, args.d_cls_cutout) ==
+          (args.g_output, args.g_upsample, args.g_highpass, args.g_head_input, args.lambda_id,
+           args.d_cls_cutout) ==
           (_PAPER.model.g_output, _PAPER.model.g_upsample, _PAPER.model.g_highpass,
-           _PAPER.loss.lambda_id, _PAPER.loss.d_cls_cutout))
+           _PAPER.model.g_head_input, _PAPER.loss.lambda_id, _PAPER.loss.d_cls_cutout))
 
 
 def make_model(args) -> steps.StarGAN:
@@ -192,7 +196,8 @@ def make_model(args) -> steps.StarGAN:
   cfg.model = config_lib.ModelConfig(
       g_conv_dim=args.g_conv_dim, d_conv_dim=args.d_conv_dim, g_repeat_num=args.g_repeat_num,
       d_repeat_num=args.d_repeat_num, dtype=args.dtype, conv_impl=args.conv_impl,
-      g_output=args.g_output, g_upsample=args.g_upsample, g_highpass=args.g_highpass)
+      g_output=args.g_output, g_upsample=args.g_upsample, g_highpass=args.g_highpass,
+      g_head_input=args.g_head_input)
   cfg.optim.n_critic = args.n_critic
   cfg.loss.lambda_id = args.lambda_id
   cfg.loss.d_cls_cutout = args.d_cls_cutout

@@ -37,9 +37,10 @@ from stargan_jax import labels as labels_lib
 
 # Meta fields that must agree between a checkpoint and the config restoring it.
 _MUST_MATCH = ('image_size', 'g_dim', 'cls_dim', 'g_conv_dim', 'd_conv_dim', 'g_repeat_num',
-               'd_repeat_num', 'g_output', 'g_upsample', 'g_highpass')
+               'd_repeat_num', 'g_output', 'g_upsample', 'g_highpass', 'g_head_input')
 # What a meta written before a field existed meant by it.
-_META_DEFAULTS = {'g_output': 'image', 'g_upsample': 'transpose', 'g_highpass': False}
+_META_DEFAULTS = {'g_output': 'image', 'g_upsample': 'transpose', 'g_highpass': False,
+                  'g_head_input': False}
 
 
 class CheckpointMismatchError(cli.UserError, ValueError):
@@ -113,6 +114,7 @@ def build_meta(cfg, layout: labels_lib.LabelLayout) -> dict:
       'g_output': cfg.model.g_output,
       'g_upsample': cfg.model.g_upsample,
       'g_highpass': cfg.model.g_highpass,
+      'g_head_input': cfg.model.g_head_input,
       'seed': cfg.run.seed,
       'config': cfg.to_dict(),
   }

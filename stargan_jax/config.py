@@ -35,6 +35,9 @@ class ModelConfig:
   # Not in StarGAN: G's output heads also see the input's high frequencies
   # (x minus its 3x3 blur; see models.Generator).
   g_highpass: bool = False
+  # Not in StarGAN: G's output heads also see the input image itself, so the
+  # colour head can paint from the colours around a pixel (see models.Generator).
+  g_head_input: bool = False
 
 
 ADV_LOSSES = ('wgan-gp', 'ns-r1')
@@ -294,13 +297,16 @@ def small_config(datasets: str | tuple[str, ...] = 'celeba') -> Config:
   with a lower FID on two seeds; on the RaFD layout a lower FID, with targets
   within the spread between seeds.
 
-  Trained on RaFD alone (``datasets`` is ``rafd``), two settings more
+  Trained on RaFD alone (``datasets`` is ``rafd``), three settings more
   (``RAFD_SMALL``): G's output heads also see the input's high frequencies
-  (``g_highpass``, not in StarGAN) and the paper's lambda_rec of 10. An
-  expression is a few small strokes (mouth and brows); with the mask alone G
-  left the source's brows or mouth corners in place under a new mouth, and
-  with ``g_highpass`` it reached more expressions than the base recipe on
-  every seed tried. On the CelebA layout ``g_highpass`` lost targets, so
+  (``g_highpass``) and the input image itself (``g_head_input``), both not in
+  StarGAN, and the paper's lambda_rec of 10. An expression is a few small
+  strokes (mouth and brows); with the mask alone G left the source's brows or
+  mouth corners in place under a new mouth, with ``g_highpass`` it reached
+  more expressions than the base recipe on every seed tried, and with
+  ``g_head_input`` as well the colour head can paint skin over the old strokes
+  from the colours around them. On the CelebA layout ``g_highpass`` lost
+  targets (``g_head_input`` was not tried there), so
   attribute data (and a folder set of classes, which may be anything) keeps
   the base recipe. The README ("Which preset") gives what each reaches and
   which preset to pick.
@@ -317,7 +323,7 @@ def small_config(datasets: str | tuple[str, ...] = 'celeba') -> Config:
 
 
 # What ``small`` sets on top of its recipe for a RaFD-layout dataset, by config group.
-RAFD_SMALL = {'model': {'g_highpass': True}, 'loss': {'lambda_rec': 10.0}}
+RAFD_SMALL = {'model': {'g_highpass': True, 'g_head_input': True}, 'loss': {'lambda_rec': 10.0}}
 
 
 def dataset_settings(preset: str, datasets) -> dict[str, dict]:
@@ -340,7 +346,8 @@ def _with(cfg: Config, settings: dict[str, dict]) -> Config:
 
 def settings_as_flags(settings: dict[str, dict]) -> str:
   """``{'model': {'g_highpass': True}, 'loss': {'lambda_rec': 10.0}}`` ->
-  ``--g_highpass and --lambda_rec=10`` (as a user would type them)."""
+  ``--g_highpass and --lambda_rec=10`` (as a user would type them; three or more
+  as ``--a, --b and --c``)."""
   flags = []
   for values in settings.values():
     for name, value in values.items():
@@ -348,7 +355,7 @@ def settings_as_flags(settings: dict[str, dict]) -> str:
         flags.append(f'--{name}' if value else f'--no{name}')
       else:
         flags.append(f'--{name}={value:g}' if isinstance(value, float) else f'--{name}={value}')
-  return ' and '.join(flags)
+  return ' and '.join(flags) if len(flags) < 3 else ', '.join(flags[:-1]) + ' and ' + flags[-1]
 
 
 SMALL_ITERS = 6000

@@ -68,6 +68,9 @@ flags.DEFINE_enum('g_upsample', None, ['transpose', 'resize'], "G's up-sampling:
 flags.DEFINE_bool('g_highpass', None, "G's output heads also see the input's high frequencies "
                   '(x minus its 3x3 blur), so what G paints can keep the photo\'s grain; not '
                   'in StarGAN.', flag_values=FLAGS)
+flags.DEFINE_bool('g_head_input', None, "G's output heads also see the input image itself, so "
+                  'the colour head can paint over a feature with the colours around it; not in '
+                  'StarGAN.', flag_values=FLAGS)
 flags.DEFINE_enum('conv_impl', None, ['auto', 'xla', 'patches', 'winograd'], 'How '
                   'convolutions are computed (same numbers): auto (default: the rule of '
                   'stargan_jax.models.conv for this platform and CPU kind), xla (XLA\'s own '
@@ -132,7 +135,7 @@ flags.DEFINE_integer('process_id', None, 'This process, 0 .. num_processes - 1 (
 _FIELDS = {
     'data': ('data_dir', 'manual_dir', 'image_size', 'batch_size', 'num_threads'),
     'model': ('g_conv_dim', 'd_conv_dim', 'g_repeat_num', 'd_repeat_num', 'dtype', 'conv_impl',
-              'g_output', 'g_upsample', 'g_highpass'),
+              'g_output', 'g_upsample', 'g_highpass', 'g_head_input'),
     'optim': ('num_iters', 'num_iters_decay', 'lr_schedule', 'g_lr', 'd_lr', 'beta1', 'beta2',
               'n_critic', 'g_ema_decay'),
     'loss': ('lambda_cls', 'lambda_rec', 'lambda_gp', 'adv_loss', 'lambda_r1', 'lambda_id',

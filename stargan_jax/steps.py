@@ -117,7 +117,8 @@ class StarGAN:
     conv_impl = models.conv.check(cfg.model.conv_impl)  # a UserError naming --conv_impl
     g = models.Generator(cfg.model.g_conv_dim, layout.g_dim, cfg.model.g_repeat_num, dtype,
                          conv_impl=conv_impl, output=cfg.model.g_output,
-                         upsample=cfg.model.g_upsample, highpass=cfg.model.g_highpass)
+                         upsample=cfg.model.g_upsample, highpass=cfg.model.g_highpass,
+                         head_input=cfg.model.g_head_input)
     d = models.Discriminator(cfg.data.image_size, cfg.model.d_conv_dim, layout.cls_dim,
                              cfg.model.d_repeat_num, dtype, conv_impl=conv_impl)
     g_tx, d_tx = make_optimizers(cfg.optim, layout.num_datasets)

@@ -116,10 +116,12 @@ def test_benchmark_times_the_demos_g_and_g_step():
     assert not benchmark.is_paper_model(benchmark.parse_args([flag]))
   with pytest.raises(cli.UserError, match='--lambda_id must be >= 0'):
     benchmark.parse_args(TINY + ['--lambda_id=-1'])
-  cut = benchmark.make_model(benchmark.parse_args(TINY + ['--d_cls_cutout=0.25', '--g_highpass']))
+  cut = benchmark.make_model(benchmark.parse_args(TINY + ['--d_cls_cutout=0.25', '--g_highpass',
+                                                          '--g_head_input']))
   assert (cut.d_cls_cutout, paper.d_cls_cutout) == (0.25, 0.0)
   assert (cut.G.highpass, paper.G.highpass) == (True, False)
-  for flag in ('--d_cls_cutout=0.25', '--g_highpass'):
+  assert (cut.G.head_input, paper.G.head_input) == (True, False)
+  for flag in ('--d_cls_cutout=0.25', '--g_highpass', '--g_head_input'):
     assert not benchmark.is_paper_model(benchmark.parse_args([flag]))
   with pytest.raises(cli.UserError, match=r'--d_cls_cutout must be in \[0, 1\)'):
     benchmark.parse_args(TINY + ['--d_cls_cutout=1'])

@@ -197,14 +197,21 @@ def test_small_adds_its_rafd_settings_only_for_rafd_alone_and_flags_override_the
   from stargan_jax import main
   base = config_lib.small_config('celeba')
   rafd = config_lib.small_config('rafd')
-  assert (base.model.g_highpass, base.loss.lambda_rec) == (False, 20.0)
-  assert (rafd.model.g_highpass, rafd.loss.lambda_rec) == (True, 10.0)
-  assert dataclasses.replace(rafd.model, g_highpass=False) == base.model  # nothing else differs
+  assert (base.model.g_highpass, base.model.g_head_input, base.loss.lambda_rec) == (
+      False, False, 20.0)
+  assert (rafd.model.g_highpass, rafd.model.g_head_input, rafd.loss.lambda_rec) == (
+      True, True, 10.0)
+  # nothing else differs
+  assert dataclasses.replace(rafd.model, g_highpass=False, g_head_input=False) == base.model
   assert dataclasses.replace(rafd.loss, lambda_rec=20.0) == base.loss
   joint = config_lib.small_config(('celeba', 'rafd'))  # attribute data in it: the base recipe
-  assert (joint.model.g_highpass, joint.loss.lambda_rec) == (False, 20.0)
-  assert '--g_highpass and --lambda_rec=10' in config_lib.preset_for(('rafd',))[1]
-  assert '--g_highpass' not in config_lib.preset_for(('celeba',))[1]
+  assert (joint.model.g_highpass, joint.model.g_head_input, joint.loss.lambda_rec) == (
+      False, False, 20.0)
+  assert ('--g_highpass, --g_head_input and --lambda_rec=10' in
+          config_lib.preset_for(('rafd',))[1])
+  assert '--g_h' not in config_lib.preset_for(('celeba',))[1]
+  assert config_lib.settings_as_flags({'loss': {'lambda_rec': 10.0, 'lambda_id': 0.0}}) == (
+      '--lambda_rec=10 and --lambda_id=0')
   # One rule: the config main starts from, small_config and the start line agree on it.
   assert config_lib.preset_config('small', ('rafd',)) == rafd
   assert config_lib.preset_config('small', ('celeba', 'rafd')) == joint
@@ -217,11 +224,14 @@ def test_small_adds_its_rafd_settings_only_for_rafd_alone_and_flags_override_the
   for argv in (['--datasets=rafd'], ['--datasets=rafd', '--preset=small']):
     cli.parse(main.FLAGS, ['--workdir=w'] + argv)
     cfg = main.config_from_flags(log=lambda *a, **k: lines.append(a[0]))
-    assert cfg.data.datasets == ('rafd',) and cfg.model.g_highpass and cfg.loss.lambda_rec == 10
+    assert cfg.data.datasets == ('rafd',) and cfg.model.g_highpass and cfg.model.g_head_input
+    assert cfg.loss.lambda_rec == 10
   assert len(lines) == 1 and '--lambda_rec=10' in lines[0]  # only the chosen preset is announced
-  cli.parse(main.FLAGS, ['--workdir=w', '--datasets=rafd', '--lambda_rec=20', '--nog_highpass'])
+  cli.parse(main.FLAGS, ['--workdir=w', '--datasets=rafd', '--lambda_rec=20', '--nog_highpass',
+                         '--nog_head_input'])
   cfg = main.config_from_flags(log=lambda *a, **k: None)
-  assert (cfg.model.g_highpass, cfg.loss.lambda_rec) == (False, 20.0)
+  assert (cfg.model.g_highpass, cfg.model.g_head_input, cfg.loss.lambda_rec) == (
+      False, False, 20.0)
 
 
 def test_highpass_is_zero_on_flat_and_linear_images_and_feeds_the_output_heads():
@@ -249,6 +259,56 @@ def test_highpass_is_zero_on_flat_and_linear_images_and_feeds_the_output_heads()
                              _g('mask').apply({'params': without}, x, c), atol=1e-6)
   assert float(jnp.max(jnp.abs(g_hp.apply({'params': hp}, x, c) -
                                g_hp.apply({'params': zeroed}, x, c)))) > 1e-3
+
+
+def test_head_input_feeds_the_input_image_to_the_output_heads():
+  x = jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (2, 32, 32, 3)), jnp.float32)
+  c = jnp.eye(5)[jnp.array([1, 4])]
+  g_hp = models.Generator(conv_dim=8, c_dim=5, repeat_num=1, output='mask', highpass=True)
+  g_both = models.Generator(conv_dim=8, c_dim=5, repeat_num=1, output='mask', highpass=True,
+                            head_input=True)
+  hp = g_hp.init(jax.random.key(0), x, c)['params']
+  both = g_both.init(jax.random.key(0), x, c)['params']
+  last = max((k for k in hp if k.startswith('Conv_')), key=lambda k: int(k.split('_')[1]))
+  heads = (last, 'conv_mask')
+  # After G's features and the high frequencies come the image's 3 channels.
+  assert both[last]['kernel'].shape == (7, 7, 8 + 6, 3)
+  assert both['conv_mask']['kernel'].shape == (7, 7, 8 + 6, 1)
+  assert models.count_params(both) - models.count_params(hp) == 7 * 7 * 3 * 4
+  # Its slices at zero: G with the high frequencies only, exactly. A colour
+  # kernel that copies the centre pixel of the image slices makes the colour
+  # the input's (tanh of it), which the features alone could not give; a zero
+  # mask kernel (the heads have no bias) blends it half and half with x.
+  zeroed = dict(both, **{k: dict(both[k], kernel=both[k]['kernel'].at[:, :, 11:].set(0.0))
+                         for k in heads})
+  without = dict(both, **{k: dict(both[k], kernel=both[k]['kernel'][:, :, :11]) for k in heads})
+  np.testing.assert_allclose(g_both.apply({'params': zeroed}, x, c),
+                             g_hp.apply({'params': without}, x, c), atol=1e-6)
+  copy = jnp.zeros_like(both[last]['kernel']).at[3, 3, 11:, :].set(jnp.eye(3))
+  params = dict(both, **{last: {'kernel': copy},
+                         'conv_mask': {'kernel': jnp.zeros_like(both['conv_mask']['kernel'])}})
+  np.testing.assert_allclose(g_both.apply({'params': params}, x, c),
+                             0.5 * jnp.tanh(x) + 0.5 * x, atol=1e-5)
+  # Without the high frequencies it comes right after G's features.
+  g_in = models.Generator(conv_dim=8, c_dim=5, repeat_num=1, output='mask', head_input=True)
+  assert g_in.init(jax.random.key(0), x, c)['params'][last]['kernel'].shape == (7, 7, 8 + 3, 3)
+
+
+def test_g_head_input_is_stored_and_older_checkpoints_mean_without():
+  cfg = config_lib.tiny_config()
+  cfg.model.g_head_input = True
+  saved = ckpt_lib.build_meta(cfg.check(), _PROCEDURAL)
+  assert saved['g_head_input'] is True
+  assert config_lib.Config.from_dict(saved['config']).model.g_head_input is True
+  plain = ckpt_lib.build_meta(config_lib.tiny_config(), _PROCEDURAL)
+  old = {k: v for k, v in plain.items() if k != 'g_head_input'}
+  old['config'] = {g: dict(v) for g, v in plain['config'].items()}
+  del old['config']['model']['g_head_input']
+  assert config_lib.Config.from_dict(old['config']).model.g_head_input is False
+  ckpt_lib.check_compatible(old, plain, 'ckpt/6')
+  with pytest.raises(ckpt_lib.CheckpointMismatchError, match='g_head_input'):
+    ckpt_lib.check_compatible(old, saved, 'ckpt/6')
+  assert config_lib.paper_config().model.g_head_input is False
 
 
 def test_g_highpass_is_stored_and_older_checkpoints_mean_without():

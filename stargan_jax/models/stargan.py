@@ -225,6 +225,7 @@ class Generator(nn.Module):
   output: str = 'image'
   upsample: str = 'transpose'
   highpass: bool = False
+  head_input: bool = False
 
   @nn.compact
   def __call__(self, x, c):
@@ -258,15 +259,25 @@ class Generator(nn.Module):
         y = ResizeConv3x3(dim, dtype=self.dtype, conv_impl=self.conv_impl,
                           name=f'up_conv_{i}')(y)
       y = nn.relu(InstanceNorm(dtype=self.dtype)(y))
+    extra = []
     if self.highpass:
       # Not in StarGAN: the output heads (colour, and mask) also see the
       # input's high frequencies, which the down-sampling path loses, so what
       # G paints can carry the photo's grain instead of being smooth.
-      y = jnp.concatenate([y, highpass(x).astype(y.dtype)], axis=-1)
-      # conv_dim + 3 input channels: XLA's CPU conv is far slower on such a
-      # count than on the next multiple of 8, so the heads compute on zero
-      # channels added to input and kernel (the same numbers; the parameters
-      # keep conv_dim + 3 channels).
+      extra.append(highpass(x))
+    if self.head_input:
+      # Not in StarGAN: the heads also see the input itself. The features
+      # reaching them are instance-normalised, so they have lost the image's
+      # local colours; with them the colour head can paint over a stroke it
+      # removes (an old mouth's corners) in the colour of the skin around it,
+      # where otherwise G left the stroke half-blended under its mask.
+      extra.append(x)
+    if extra:
+      y = jnp.concatenate([y] + [e.astype(y.dtype) for e in extra], axis=-1)
+      # conv_dim + 3 or + 6 input channels: XLA's CPU conv is far slower on
+      # such a count than on the next multiple of 8, so the heads compute on
+      # zero channels added to input and kernel (the same numbers; the
+      # parameters keep the unpadded count).
       impl = conv.channels_padded(impl or jax.lax.conv_general_dilated)
     colour = jnp.tanh(
         _conv(3, 7, 1, 3, dtype=self.dtype, conv_general_dilated=impl)(y).astype(jnp.float32))
