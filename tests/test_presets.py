@@ -294,39 +294,22 @@ def test_head_input_feeds_the_input_image_to_the_output_heads():
   assert g_in.init(jax.random.key(0), x, c)['params'][last]['kernel'].shape == (7, 7, 8 + 3, 3)
 
 
-def test_g_head_input_is_stored_and_older_checkpoints_mean_without():
+@pytest.mark.parametrize('field', ['g_highpass', 'g_head_input'])
+def test_g_head_options_are_stored_and_older_checkpoints_mean_without(field):
   cfg = config_lib.tiny_config()
-  cfg.model.g_head_input = True
+  setattr(cfg.model, field, True)
   saved = ckpt_lib.build_meta(cfg.check(), _PROCEDURAL)
-  assert saved['g_head_input'] is True
-  assert config_lib.Config.from_dict(saved['config']).model.g_head_input is True
+  assert saved[field] is True
+  assert getattr(config_lib.Config.from_dict(saved['config']).model, field) is True
   plain = ckpt_lib.build_meta(config_lib.tiny_config(), _PROCEDURAL)
-  old = {k: v for k, v in plain.items() if k != 'g_head_input'}
+  old = {k: v for k, v in plain.items() if k != field}
   old['config'] = {g: dict(v) for g, v in plain['config'].items()}
-  del old['config']['model']['g_head_input']
-  assert config_lib.Config.from_dict(old['config']).model.g_head_input is False
+  del old['config']['model'][field]
+  assert getattr(config_lib.Config.from_dict(old['config']).model, field) is False
   ckpt_lib.check_compatible(old, plain, 'ckpt/6')
-  with pytest.raises(ckpt_lib.CheckpointMismatchError, match='g_head_input'):
+  with pytest.raises(ckpt_lib.CheckpointMismatchError, match=field):
     ckpt_lib.check_compatible(old, saved, 'ckpt/6')
-  assert config_lib.paper_config().model.g_head_input is False
-
-
-def test_g_highpass_is_stored_and_older_checkpoints_mean_without():
-  layout = _PROCEDURAL
-  cfg = config_lib.tiny_config()
-  cfg.model.g_highpass = True
-  saved = ckpt_lib.build_meta(cfg.check(), layout)
-  assert saved['g_highpass'] is True
-  assert config_lib.Config.from_dict(saved['config']).model.g_highpass is True
-  plain = ckpt_lib.build_meta(config_lib.tiny_config(), layout)
-  old = {k: v for k, v in plain.items() if k != 'g_highpass'}
-  old['config'] = {g: dict(v) for g, v in plain['config'].items()}
-  del old['config']['model']['g_highpass']
-  assert config_lib.Config.from_dict(old['config']).model.g_highpass is False
-  ckpt_lib.check_compatible(old, plain, 'ckpt/6')
-  with pytest.raises(ckpt_lib.CheckpointMismatchError, match='g_highpass'):
-    ckpt_lib.check_compatible(old, saved, 'ckpt/6')
-  assert config_lib.paper_config().model.g_highpass is False
+  assert getattr(config_lib.paper_config().model, field) is False
 
 
 def test_lambda_mask_needs_the_mask_output_and_is_logged():
