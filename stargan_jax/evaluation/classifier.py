@@ -341,7 +341,7 @@ def translation_metrics(translate_fn, g_params, layout: labels_lib.LabelLayout, 
   a missed expression was taken for; where the source dataset is categorical
   too, ``missed_from[target][class]`` counts the missed translations into
   ``target`` by the source image's class: which changes G fails to make
-  (e.g. ``neutral`` missed mostly from ``contemptuous`` faces).
+  (e.g. ``neutral`` missed mostly from faces with a turned-down mouth).
   """
 
   def translate(x, c):

@@ -35,36 +35,30 @@ def markdown(result: dict) -> str:
     for trg, e in per_trg.items():
       clf = result['classifier'][trg]
       rec = result['reconstruction'][src] if src == trg else None
-      read_as = e.get('read_as')
-      missed_from = e.get('missed_from')
+      # The optional columns: (title, cell per target domain, cell of the overall row).
+      cols = []
+      if rec:
+        cols.append(('L1 cycle error', lambda n: f'{rec["per_domain"][n]:.4f}',
+                     f'**{rec["l1"]:.4f}**'))
+      if e.get('read_as') is not None:
+        cols.append(('missed translations read as',
+                     lambda n: _misreads(n, e['read_as'].get(n, {})), ''))
+      if e.get('missed_from') is not None:
+        cols.append(('missed translations, by source class',
+                     lambda n: _misreads(None, e['missed_from'].get(n, {})), ''))
       lines += [f'## {src} test images translated to {trg} domains', '',
                 f'Classifier: ResNet-18 (width {clf["width"]}, {clf["stem"]} stem) trained on '
                 f'{clf["train_images"]} real {trg} training images; error on real test images '
                 f'{_pct(clf["real_test_error"])}. Rule: a translation is {e["rule"]}.', '',
                 '| target domain | classification error (translated) | classifier error '
-                '(real) |' + (' L1 cycle error |' if rec else '') +
-                (' missed translations read as |' if read_as is not None else '') +
-                (' missed translations, by source class |' if missed_from is not None else ''),
-                '|---|---|---|' + ('---|' if rec else '') + ('---|' if read_as is not None else '')
-                + ('---|' if missed_from is not None else '')]
+                '(real) |' + ''.join(f' {title} |' for title, _, _ in cols),
+                '|---|---|---|' + '---|' * len(cols)]
       for name, err in e['per_domain'].items():
         real = clf['real_test_error_per_domain'].get(name)
-        row = f'| {name} | {_pct(err)} | {_pct(real)} |'
-        if rec:
-          row += f' {rec["per_domain"][name]:.4f} |'
-        if read_as is not None:
-          row += f' {_misreads(name, read_as.get(name, {}))} |'
-        if missed_from is not None:
-          row += f' {_misreads(None, missed_from.get(name, {}))} |'
-        lines.append(row)
+        lines.append(f'| {name} | {_pct(err)} | {_pct(real)} |' +
+                     ''.join(f' {cell(name)} |' for _, cell, _ in cols))
       row = f'| **overall** | **{_pct(e["error"])}** | **{_pct(clf["real_test_error"])}** |'
-      if rec:
-        row += f' **{rec["l1"]:.4f}** |'
-      if read_as is not None:
-        row += ' |'
-      if missed_from is not None:
-        row += ' |'
-      lines += [row, '']
+      lines += [row + ''.join(f' {total} |' if total else ' |' for _, _, total in cols), '']
       if 'all_attributes_error' in e:
         lines += [f'Every attribute read as the target vector: error '
                   f'{_pct(e["all_attributes_error"])}.', '']
