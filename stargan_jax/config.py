@@ -306,7 +306,7 @@ def small_config(datasets: str | tuple[str, ...] = 'celeba') -> Config:
   more expressions than the base recipe on every seed tried, and with
   ``g_head_input`` as well the colour head can paint skin over the old strokes
   from the colours around them. On the CelebA layout ``g_highpass`` lost
-  targets (``g_head_input`` was not tried there), so
+  targets, and ``g_head_input`` lowered the FID a little but lost targets, so
   attribute data (and a folder set of classes, which may be anything) keeps
   the base recipe. The README ("Which preset") gives what each reaches and
   which preset to pick.
