@@ -101,6 +101,9 @@ class DataConfig:
   attrs: tuple[str, ...] = ()  # attribute subset by name (attribute datasets); () = default
   batch_size: int = 16  # global batch, split over all devices and hosts
   num_threads: int = 4  # background reader threads per host
+  # A training split whose decoded pixels fit in this many MiB is decoded into
+  # memory once instead of at every read (the same batches; 0: never).
+  cache_mb: int = 1024
 
 
 @dataclasses.dataclass
@@ -138,6 +141,7 @@ class Config:
                         ('d_repeat_num', m.d_repeat_num), ('num_iters', o.num_iters),
                         ('n_critic', o.n_critic)):
       cli.require(value >= 1, f'--{flag} must be at least 1, got {value}')
+    cli.require(d.cache_mb >= 0, f'--cache_mb must be 0 or more, got {d.cache_mb}')
     cli.require(m.g_repeat_num >= 0, f'--g_repeat_num must be 0 or more, got {m.g_repeat_num}')
     cli.require(d.image_size % 2**m.d_repeat_num == 0 and d.image_size % 4 == 0,
                 f'--image_size={d.image_size} must be a multiple of 2**d_repeat_num = '

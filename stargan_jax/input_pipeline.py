@@ -189,17 +189,71 @@ class _HostShare(grain.MapDataset):
     return f'_HostShare(global={self._global}, local={self._local}, offset={self._offset})'
 
 
+# Training splits whose decoded pixels fit in this many MiB are decoded once into memory
+# (``decoded_split``); larger ones are decoded from the prepared files at every read.
+DEFAULT_CACHE_MB = 1024
+
+
+class _DecodedSplit:
+  """A split decoded once: ``images`` N x H x W x 3 uint8 and ``labels`` N x c float32.
+
+  Reads return what ``Dataset.example`` returns for the same index, so the
+  batches built on it are the same arrays, in the same order, as those read
+  from the prepared files; only the PNG decoding at every read is gone.
+  """
+
+  def __init__(self, images: np.ndarray, labels: np.ndarray):
+    self.images, self.labels = images, labels
+
+  def __len__(self):
+    return len(self.images)
+
+  def __getitem__(self, index):
+    return {'image': self.images[index], 'label': self.labels[index]}
+
+
+def decoded_nbytes(dataset: Dataset, split: str = 'train') -> int:
+  """What ``decoded_split`` would hold in memory, in bytes."""
+  return len(dataset.sources[split]) * dataset.image_size ** 2 * 3
+
+
+def decoded_split(dataset: Dataset, split: str = 'train', num_threads: int = 4) -> _DecodedSplit:
+  """Every example of ``split`` decoded into two arrays (in order, on ``num_threads`` threads)."""
+  source = dataset.sources[split]
+  n, size = len(source), dataset.image_size
+  images = np.empty((n, size, size, 3), np.uint8)
+  labels = np.empty((n, dataset.spec.c_dim), np.float32)
+  ds = grain.MapDataset.source(source).map(_ToExample(dataset))
+  read = grain.ReadOptions(num_threads=max(num_threads, 1), prefetch_buffer_size=64)
+  for i, ex in enumerate(ds.to_iter_dataset(read)):
+    images[i], labels[i] = ex['image'], ex['label']
+  return _DecodedSplit(images, labels)
+
+
 def train_iterator(dataset: Dataset, global_batch: int, seed: int, *, process_index: int = 0,
-                   process_count: int = 1, num_threads: int = 4, prefetch: int = 4):
-  """An endless, checkpointable iterator of this host's share of training batches."""
+                   process_count: int = 1, num_threads: int = 4, prefetch: int = 4,
+                   cache_mb: float = DEFAULT_CACHE_MB):
+  """An endless, checkpointable iterator of this host's share of training batches.
+
+  A training split whose decoded pixels fit in ``cache_mb`` MiB (0: never) is
+  decoded once into memory first; the batches are the same either way (same
+  shuffle, flips and order), so a run and its resume may differ in this setting.
+  Every host decodes the whole split (it reads a share of every batch, and
+  the shares cover every index).
+  """
   if global_batch % process_count:
     raise DataError(f'batch size {global_batch} is not divisible by the number of hosts '
                      f'{process_count}')
   if len(dataset) < global_batch:
     raise DataError(f'dataset {dataset.name!r} has {len(dataset)} training images, fewer than '
                      f'the batch size {global_batch}')
-  ds = grain.MapDataset.source(dataset.sources['train']).shuffle(seed=seed).repeat(None)
-  ds = ds.map(_ToExample(dataset)).random_map(_RandomFlip(), seed=seed + 1)
+  cached = bool(cache_mb) and decoded_nbytes(dataset) <= cache_mb * 2**20
+  source = decoded_split(dataset, num_threads=num_threads) if cached else dataset.sources['train']
+  # The shuffle permutes indices only, so it picks the same examples from either source.
+  ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat(None)
+  if not cached:
+    ds = ds.map(_ToExample(dataset))
+  ds = ds.random_map(_RandomFlip(), seed=seed + 1)
   ds = _HostShare(ds, global_batch, process_count, process_index)
   ds = ds.batch(global_batch // process_count, drop_remainder=True).map(_normalize)
   read = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)

@@ -52,6 +52,10 @@ flags.DEFINE_integer('image_size', None, 'Image size in pixels.', flag_values=FL
 flags.DEFINE_integer('batch_size', None, 'Global batch size (split over devices and hosts).',
                      flag_values=FLAGS)
 flags.DEFINE_integer('num_threads', None, 'Background reader threads per host.', flag_values=FLAGS)
+flags.DEFINE_integer('cache_mb', None, 'Decode a training split into memory once when its '
+                     'pixels fit in this many MiB (the same batches, without decoding the '
+                     'prepared files at every read); 0: never. Default 1024.',
+                     flag_values=FLAGS)
 # model
 flags.DEFINE_integer('g_conv_dim', None, "Channels of G's first conv.", flag_values=FLAGS)
 flags.DEFINE_integer('d_conv_dim', None, "Channels of D's first conv.", flag_values=FLAGS)
@@ -133,7 +137,8 @@ flags.DEFINE_integer('process_id', None, 'This process, 0 .. num_processes - 1 (
                      flag_values=FLAGS)
 
 _FIELDS = {
-    'data': ('data_dir', 'manual_dir', 'image_size', 'batch_size', 'num_threads'),
+    'data': ('data_dir', 'manual_dir', 'image_size', 'batch_size', 'num_threads',
+             'cache_mb'),
     'model': ('g_conv_dim', 'd_conv_dim', 'g_repeat_num', 'd_repeat_num', 'dtype', 'conv_impl',
               'g_output', 'g_upsample', 'g_highpass', 'g_head_input'),
     'optim': ('num_iters', 'num_iters_decay', 'lr_schedule', 'g_lr', 'd_lr', 'beta1', 'beta2',

@@ -121,7 +121,8 @@ class Trainer:
     c = self.cfg
     return [input_pipeline.train_iterator(
         d, c.data.batch_size, c.run.seed + 1000 * i, process_index=jax.process_index(),
-        process_count=jax.process_count(), num_threads=c.data.num_threads)
+        process_count=jax.process_count(), num_threads=c.data.num_threads,
+        cache_mb=c.data.cache_mb)
             for i, d in enumerate(self.datasets)]
 
   def to_global(self, local_batch: dict) -> dict:

@@ -101,6 +101,35 @@ def test_train_iterator_resumes_exactly_and_flips(data_dir):
   assert not np.array_equal(other_seed['image'], expected[0]['image'])
 
 
+def test_split_decoded_into_memory_gives_the_same_batches(data_dir):
+  ds = input_pipeline.open_dataset('procedural', data_dir, 32)
+  assert input_pipeline.decoded_nbytes(ds) == 8000 * 32 * 32 * 3
+  # 1 MiB is less than the split's 24,000 KiB: read from the files, as cache_mb=0.
+  small_budget = input_pipeline.train_iterator(ds, 8, seed=5, num_threads=1, cache_mb=1)
+  files = input_pipeline.train_iterator(ds, 8, seed=5, num_threads=1, cache_mb=0)
+  memory = input_pipeline.train_iterator(ds, 8, seed=5, num_threads=2)
+  # The first batches, and those across the first epoch's end (1,000 batches of 8),
+  # where the shuffle draws its second permutation.
+  for start in (0, 998):
+    for it in (small_budget, files, memory):
+      it.set_state({'next_index': start})
+    for _ in range(4):
+      want, budget, got = next(files), next(small_budget), next(memory)
+      for k in ('image', 'label'):
+        np.testing.assert_array_equal(got[k], want[k])
+        np.testing.assert_array_equal(budget[k], want[k])
+  decoded = input_pipeline.decoded_split(ds, num_threads=2)
+  for i in (0, 4321, 7999):
+    ex = ds.example(ds.sources['train'][i])
+    np.testing.assert_array_equal(decoded[i]['image'], ex['image'])
+    np.testing.assert_array_equal(decoded[i]['label'], ex['label'])
+  from stargan_jax import cli, config as config_lib
+  cfg = config_lib.tiny_config()
+  cfg.data.cache_mb = -1
+  with pytest.raises(cli.UserError, match='--cache_mb must be 0 or more, got -1'):
+    cfg.check()
+
+
 def test_host_shares_make_the_global_batch(data_dir):
   ds = input_pipeline.open_dataset('procedural', data_dir, 32)
   single = input_pipeline.train_iterator(ds, 8, seed=0, num_threads=1)
