@@ -245,20 +245,29 @@ def test_highpass_is_zero_on_flat_and_linear_images_and_feeds_the_output_heads()
   plain = _g('mask').init(jax.random.key(0), x, c)['params']
   g_hp = models.Generator(conv_dim=8, c_dim=5, repeat_num=1, output='mask', highpass=True)
   hp = g_hp.init(jax.random.key(0), x, c)['params']
-  last = max((k for k in plain if k.startswith('Conv_')), key=lambda k: int(k.split('_')[1]))
-  heads = (last, 'conv_mask')  # the colour and mask heads: three more inputs each
+  # The colour and mask heads: three more inputs each.
+  last, zeroed, without = _head_slices(hp, 8)
   assert hp[last]['kernel'].shape == (7, 7, 8 + 3, 3)
   assert hp['conv_mask']['kernel'].shape == (7, 7, 8 + 3, 1)
   assert models.count_params(hp) - models.count_params(plain) == 7 * 7 * 3 * 4
   # With the new input slices at zero it is G without the skip, exactly; with
   # them, the output follows the input's high frequencies.
-  zeroed = dict(hp, **{k: dict(hp[k], kernel=hp[k]['kernel'].at[:, :, 8:].set(0.0))
-                       for k in heads})
-  without = dict(hp, **{k: dict(hp[k], kernel=hp[k]['kernel'][:, :, :8]) for k in heads})
   np.testing.assert_allclose(g_hp.apply({'params': zeroed}, x, c),
                              _g('mask').apply({'params': without}, x, c), atol=1e-6)
   assert float(jnp.max(jnp.abs(g_hp.apply({'params': hp}, x, c) -
                                g_hp.apply({'params': zeroed}, x, c)))) > 1e-3
+
+
+def _head_slices(params, kept: int):
+  """G's two output heads, and params with their input channels from ``kept`` on
+  zeroed (``zeroed``) or cut away (``without``)."""
+  last = max((k for k in params if k.startswith('Conv_')), key=lambda k: int(k.split('_')[1]))
+  heads = (last, 'conv_mask')  # the colour and mask heads
+  zeroed = dict(params, **{k: dict(params[k], kernel=params[k]['kernel'].at[:, :, kept:].set(0.0))
+                           for k in heads})
+  without = dict(params, **{k: dict(params[k], kernel=params[k]['kernel'][:, :, :kept])
+                            for k in heads})
+  return last, zeroed, without
 
 
 def test_head_input_feeds_the_input_image_to_the_output_heads():
@@ -269,8 +278,7 @@ def test_head_input_feeds_the_input_image_to_the_output_heads():
                             head_input=True)
   hp = g_hp.init(jax.random.key(0), x, c)['params']
   both = g_both.init(jax.random.key(0), x, c)['params']
-  last = max((k for k in hp if k.startswith('Conv_')), key=lambda k: int(k.split('_')[1]))
-  heads = (last, 'conv_mask')
+  last, zeroed, without = _head_slices(both, 11)
   # After G's features and the high frequencies come the image's 3 channels.
   assert both[last]['kernel'].shape == (7, 7, 8 + 6, 3)
   assert both['conv_mask']['kernel'].shape == (7, 7, 8 + 6, 1)
@@ -279,9 +287,6 @@ def test_head_input_feeds_the_input_image_to_the_output_heads():
   # kernel that copies the centre pixel of the image slices makes the colour
   # the input's (tanh of it), which the features alone could not give; a zero
   # mask kernel (the heads have no bias) blends it half and half with x.
-  zeroed = dict(both, **{k: dict(both[k], kernel=both[k]['kernel'].at[:, :, 11:].set(0.0))
-                         for k in heads})
-  without = dict(both, **{k: dict(both[k], kernel=both[k]['kernel'][:, :, :11]) for k in heads})
   np.testing.assert_allclose(g_both.apply({'params': zeroed}, x, c),
                              g_hp.apply({'params': without}, x, c), atol=1e-6)
   copy = jnp.zeros_like(both[last]['kernel']).at[3, 3, 11:, :].set(jnp.eye(3))
