@@ -1,5 +1,7 @@
 """The built-in dataset: determinism, label/content independence, pixel readers."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -174,3 +176,47 @@ def test_pixel_eval_of_identity_and_oracle_translators(data_dir):
 
   result = pixels.evaluate(oracle, None, layout, batches)['procedural']
   assert result['target_accuracy'] > 0.95 and result['success'] > 0.9
+
+
+def test_two_runs_building_one_missing_dataset_at_once_both_get_it(tmp_path, monkeypatch):
+  # Two runs started together on one data dir: the first builds, slowly; the
+  # second must wait for it and find the dataset built (without the lock it
+  # built too and TFDS's final rename failed with FileExistsError).
+  import threading
+  import time
+  from stargan_jax.datasets import drawn, registry
+
+  builds = []
+
+  def factory(data_dir, image_size, manual_dir=None):
+    b = drawn.procedural_builder(data_dir, kind='attributes', image_size=image_size,
+                                 num_train=16, num_test=4)
+    real = b.download_and_prepare
+
+    def slow_build(**kwargs):
+      builds.append(threading.get_ident())
+      time.sleep(1.0)
+      real(**kwargs)
+    b.download_and_prepare = slow_build
+    return b
+
+  monkeypatch.setitem(registry._FACTORIES, 'procedural', factory)
+  data_dir = str(tmp_path / 'tfds')
+  results, errors = [], []
+
+  def run():
+    try:
+      results.append(registry.prepare('procedural', data_dir, 32))
+    except Exception as e:  # noqa: BLE001 - the assertion below names it
+      errors.append(e)
+
+  threads = [threading.Thread(target=run) for _ in range(2)]
+  threads[0].start()
+  time.sleep(0.3)
+  threads[1].start()
+  for t in threads:
+    t.join()
+  assert not errors, errors
+  assert len(builds) == 1
+  assert [b.is_prepared() for b in results] == [True, True]
+  assert os.path.exists(os.fspath(results[0].data_dir))

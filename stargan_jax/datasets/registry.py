@@ -11,8 +11,14 @@ files and are built on first use.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Callable
+
+try:
+  import fcntl
+except ImportError:  # not POSIX: no lock, as before
+  fcntl = None
 
 import tensorflow_datasets as tfds
 
@@ -77,17 +83,45 @@ def get_builder(name: str, data_dir: str, image_size: int, manual_dir: str | Non
                  **options)
 
 
+@contextlib.contextmanager
+def _build_lock(builder):
+  """Holds an exclusive lock on ``<dataset dir>/<config>.lock`` while one process builds.
+
+  Two runs started together on one data dir (two seeds of the joint demo, say)
+  would otherwise both build a missing dataset, and the second one's final step
+  fails: TFDS renames its ``incomplete.*`` directory onto the version directory
+  the first one already made. With the lock the second waits, then finds the
+  dataset prepared. Remote data dirs (``gs://...``) are not locked.
+  """
+  version_dir = os.fspath(builder.data_dir).rstrip('/')
+  if fcntl is None or '://' in version_dir:
+    yield
+    return
+  config_dir = os.path.dirname(version_dir)
+  os.makedirs(os.path.dirname(config_dir), exist_ok=True)
+  with open(config_dir + '.lock', 'a') as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def prepare(name: str, data_dir: str, image_size: int, manual_dir: str | None = None,
             **options):
   """Builds the dataset unless it is prepared; then checks it was built with these options."""
   b = get_builder(name, data_dir, image_size, manual_dir, **options)
-  if b.is_prepared():
-    if hasattr(b, 'check_prepared_options'):
-      b.check_prepared_options()
-    return b
-  kwargs = {}
-  if manual_dir is not None:
-    kwargs['download_config'] = tfds.download.DownloadConfig(
-        manual_dir=os.path.expanduser(manual_dir))
-  b.download_and_prepare(**kwargs)
+  if not b.is_prepared():
+    with _build_lock(b):
+      # Another process may have built it while this one waited for the lock.
+      b = get_builder(name, data_dir, image_size, manual_dir, **options)
+      if not b.is_prepared():
+        kwargs = {}
+        if manual_dir is not None:
+          kwargs['download_config'] = tfds.download.DownloadConfig(
+              manual_dir=os.path.expanduser(manual_dir))
+        b.download_and_prepare(**kwargs)
+        return b
+  if hasattr(b, 'check_prepared_options'):
+    b.check_prepared_options()
   return b
