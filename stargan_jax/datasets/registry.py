@@ -98,8 +98,13 @@ def _build_lock(builder):
     yield
     return
   config_dir = os.path.dirname(version_dir)
-  os.makedirs(os.path.dirname(config_dir), exist_ok=True)
-  with open(config_dir + '.lock', 'a') as f:
+  try:
+    os.makedirs(os.path.dirname(config_dir), exist_ok=True)
+    f = open(config_dir + '.lock', 'a')
+  except OSError:  # a data dir this process cannot write to: the build itself says so
+    yield
+    return
+  with f:
     fcntl.flock(f, fcntl.LOCK_EX)
     try:
       yield
