@@ -70,7 +70,7 @@ def measure(dataset: input_pipeline.Dataset, batch_size: int, steps: int, warmup
       'batch_size': batch_size,
       'steps': steps,
       'num_threads': num_threads,
-      'cached': bool(cache_mb) and input_pipeline.decoded_nbytes(dataset) <= cache_mb * 2**20,
+      'cached': input_pipeline.fits_in_cache(dataset, cache_mb),
       'setup_seconds': round(setup, 3),
       'seconds': round(seconds, 3),
       'batches_per_s': round(steps / seconds, 2),

@@ -217,6 +217,11 @@ def decoded_nbytes(dataset: Dataset, split: str = 'train') -> int:
   return len(dataset.sources[split]) * dataset.image_size ** 2 * 3
 
 
+def fits_in_cache(dataset: Dataset, cache_mb: float, split: str = 'train') -> bool:
+  """Whether ``train_iterator`` decodes ``split`` into memory under ``cache_mb`` (0: never)."""
+  return bool(cache_mb) and decoded_nbytes(dataset, split) <= cache_mb * 2**20
+
+
 def decoded_split(dataset: Dataset, split: str = 'train', num_threads: int = 4) -> _DecodedSplit:
   """Every example of ``split`` decoded into two arrays (in order, on ``num_threads`` threads)."""
   source = dataset.sources[split]
@@ -247,7 +252,7 @@ def train_iterator(dataset: Dataset, global_batch: int, seed: int, *, process_in
   if len(dataset) < global_batch:
     raise DataError(f'dataset {dataset.name!r} has {len(dataset)} training images, fewer than '
                      f'the batch size {global_batch}')
-  cached = bool(cache_mb) and decoded_nbytes(dataset) <= cache_mb * 2**20
+  cached = fits_in_cache(dataset, cache_mb)
   source = decoded_split(dataset, num_threads=num_threads) if cached else dataset.sources['train']
   # The shuffle permutes indices only, so it picks the same examples from either source.
   ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat(None)
