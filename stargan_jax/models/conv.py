@@ -22,6 +22,12 @@ slow on some convolution derivatives, and the forms replace those:
   for narrow convs on small maps and for the narrowest (under 64 channels)
   on any map. These pay where XLA's convolution
   gradients are slowest relative to its matmuls (x86 CPUs with AVX2 or AVX-512).
+* ``constant_channels_conv``: G's first conv, on the image and its labels
+  tiled over it, as the conv of the 3 image channels plus the labels'
+  contribution, which is the same for every image but for the label values
+  (a conv of ones, once per call): with the joint demo's 15 label channels,
+  15 of that conv's 18 input channels did per image what one product of the
+  labels with a fixed map does.
 * ``channels_padded``: any of these on input channels zero-padded to a
   multiple of 8, for a conv whose input has an odd count (G's output heads
   with ``g_highpass``, conv_dim + 3): XLA's CPU conv is far slower on such a
@@ -30,11 +36,11 @@ slow on some convolution derivatives, and the forms replace those:
 ``conv_impl`` (``--conv_impl``, ``ModelConfig.conv_impl``, the networks'
 attribute) names which forms are used, per role:
 
-  conv_impl   G's convs     G's transposed convs    D's strided convs
-  ----------  ------------  ----------------------  -----------------
-  xla         XLA           lax.conv_transpose      XLA
-  patches     XLA           sub-pixel (XLA convs)   patches_conv
-  winograd    cpu_conv      sub-pixel (cpu_conv)    patches_conv
+  conv_impl   G's convs     G's first conv            G's transposed convs    D's strided convs
+  ----------  ------------  ------------------------  ----------------------  -----------------
+  xla         XLA           XLA, on all channels      lax.conv_transpose      XLA
+  patches     XLA           constant_channels (XLA)   sub-pixel (XLA convs)   patches_conv
+  winograd    cpu_conv      constant_channels         sub-pixel (cpu_conv)    patches_conv
   auto        auto_impl's choice of the above, by platform and CPU kind
 
 ``auto_impl`` is the rule: not a CPU (GPU, TPU): ``xla``; an x86 CPU with
@@ -62,13 +68,16 @@ import numpy as np
 from stargan_jax import cli
 
 IMPLS = ('auto', 'xla', 'patches', 'winograd')
-ROLES = ('g', 'g_transpose', 'd_strided')
+IMAGE_CHANNELS = 3  # G's input: an RGB image, then its labels tiled over it
+ROLES = ('g', 'g_labels', 'g_transpose', 'd_strided')
 
 # What each concrete name uses per role: 'xla' is XLA's own op.
 _FORMS = {
-    'xla': {'g': 'xla', 'g_transpose': 'xla', 'd_strided': 'xla'},
-    'patches': {'g': 'xla', 'g_transpose': 'subpixel', 'd_strided': 'patches'},
-    'winograd': {'g': 'cpu_conv', 'g_transpose': 'subpixel', 'd_strided': 'patches'},
+    'xla': {'g': 'xla', 'g_labels': 'xla', 'g_transpose': 'xla', 'd_strided': 'xla'},
+    'patches': {'g': 'xla', 'g_labels': 'constant', 'g_transpose': 'subpixel',
+                'd_strided': 'patches'},
+    'winograd': {'g': 'cpu_conv', 'g_labels': 'constant', 'g_transpose': 'subpixel',
+                 'd_strided': 'patches'},
 }
 
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
@@ -139,7 +148,8 @@ def resolve(impl: str, platform: str | None = None, cpuinfo: str | None = None) 
 def select(impl: str, role: str, platform: str | None = None) -> Callable | None:
   """The function computing ``role``'s convolutions under ``impl``; None: XLA's own op.
 
-  Roles: ``g`` (G's convs) and ``d_strided`` (D's strided convs) return a
+  Roles: ``g`` (G's convs), ``g_labels`` (G's first conv, on the image and
+  its tiled labels) and ``d_strided`` (D's strided convs) return a
   ``lax.conv_general_dilated``-compatible callable; ``g_transpose`` (G's
   4x4 stride-2 transposed convs) a ``lax.conv_transpose``-compatible one.
   """
@@ -149,9 +159,11 @@ def select(impl: str, role: str, platform: str | None = None) -> Callable | None
   form = forms[role]
   if form == 'xla':
     return None
+  inner = cpu_conv if forms['g'] == 'cpu_conv' else jax.lax.conv_general_dilated
   if form == 'subpixel':
-    inner = cpu_conv if forms['g'] == 'cpu_conv' else jax.lax.conv_general_dilated
     return functools.partial(subpixel_conv_transpose, conv=inner)
+  if form == 'constant':
+    return constant_channels_conv(inner, IMAGE_CHANNELS)
   return {'cpu_conv': cpu_conv, 'patches': patches_conv}[form]
 
 
@@ -177,6 +189,41 @@ def channels_padded(conv_general_dilated, multiple: int = 8):
       rhs = jnp.pad(rhs, ((0, 0), (0, 0), (0, extra), (0, 0)))
     return conv_general_dilated(lhs, rhs, *args, **kwargs)
   return padded
+
+
+def constant_channels_conv(conv_general_dilated, varying: int):
+  """``conv_general_dilated`` (NHWC x HWIO) for an input whose channels from ``varying``
+  on are constant over H and W (G's labels, tiled over the image).
+
+  A constant channel's contribution to the output does not depend on the
+  image: it is the label times the sum of the kernel taps that fall inside
+  the image, which varies only near the border. So the conv runs on the
+  first ``varying`` channels alone and adds ``sum_k c_k M_k``, where
+  ``M_k`` (H' x W' x out) is label channel k's kernel applied once to an
+  image of ones (one conv at batch 1 per call). The same numbers as the conv
+  on all channels (float rounding aside), with its gradients: the labels'
+  kernel rows are trained through ``M``. The caller guarantees the constant
+  channels (position (0, 0) stands for the whole map).
+  """
+  def fn(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+         dimension_numbers=None, feature_group_count=1, precision=None,
+         preferred_element_type=None):
+    _check_plain('constant_channels_conv', lhs_dilation, rhs_dilation, dimension_numbers,
+                 feature_group_count, preferred_element_type)
+    if lhs.shape[-1] <= varying:
+      return conv_general_dilated(lhs, rhs, window_strides, padding, precision=precision,
+                                  dimension_numbers=_NHWC)
+    consts = lhs[:, 0, 0, varying:]
+    kh, kw, k, out = rhs[:, :, varying:, :].shape
+    y = conv_general_dilated(lhs[..., :varying], rhs[:, :, :varying, :], window_strides, padding,
+                             precision=precision, dimension_numbers=_NHWC)
+    ones = jnp.ones((1,) + lhs.shape[1:3] + (1,), lhs.dtype)
+    m = jax.lax.conv_general_dilated(ones, rhs[:, :, varying:, :].reshape(kh, kw, 1, k * out),
+                                     window_strides, padding, dimension_numbers=_NHWC,
+                                     precision=precision)
+    m = m.reshape(m.shape[1], m.shape[2], k, out)
+    return y + jnp.einsum('nk,hwko->nhwo', consts, m, precision=precision).astype(y.dtype)
+  return fn
 
 
 # -- helpers ------------------------------------------------------------------

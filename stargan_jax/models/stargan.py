@@ -241,7 +241,8 @@ class Generator(nn.Module):
 
     impl = conv.select(self.conv_impl, 'g')
     dim = self.conv_dim
-    y = _conv(dim, 7, 1, 3, dtype=self.dtype, conv_general_dilated=impl)(y)
+    y = _conv(dim, 7, 1, 3, dtype=self.dtype,
+              conv_general_dilated=conv.select(self.conv_impl, 'g_labels'))(y)
     y = nn.relu(InstanceNorm(dtype=self.dtype)(y))
     for _ in range(2):  # down-sampling
       dim *= 2
