@@ -27,7 +27,8 @@ slow on some convolution derivatives, and the forms replace those:
   contribution, which is the same for every image but for the label values
   (a conv of ones, once per call): with the joint demo's 15 label channels,
   15 of that conv's 18 input channels did per image what one product of the
-  labels with a fixed map does.
+  labels with a fixed map does. From ``MIN_CONSTANT_CHANNELS`` labels on;
+  with fewer it is the conv on all channels.
 * ``channels_padded``: any of these on input channels zero-padded to a
   multiple of 8, for a conv whose input has an odd count (G's output heads
   with ``g_highpass``, conv_dim + 3): XLA's CPU conv is far slower on such a
