@@ -267,7 +267,7 @@ def test_first_conv_by_its_constant_label_channels_is_the_conv_on_all_channels(s
   c = jnp.asarray(rng.integers(0, 2, (2, labels)), jnp.float32)
   w = jnp.asarray(rng.uniform(-0.05, 0.05, (7, 7, 3 + labels, 16)), jnp.float32)
   plain = jax.lax.conv_general_dilated
-  split = conv.constant_channels_conv(plain, 3)
+  split = conv.constant_channels_conv(plain, conv.IMAGE_CHANNELS)
 
   def out(conv_fn, x, w):
     y = jnp.concatenate([x, jnp.broadcast_to(c[:, None, None], (2, size, size, labels))], -1)

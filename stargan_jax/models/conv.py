@@ -219,12 +219,12 @@ def constant_channels_conv(conv_general_dilated, varying: int):
     if lhs.shape[-1] - varying < MIN_CONSTANT_CHANNELS:
       return conv_general_dilated(lhs, rhs, window_strides, padding, precision=precision,
                                   dimension_numbers=_NHWC)
-    consts = lhs[:, 0, 0, varying:]
-    kh, kw, k, out = rhs[:, :, varying:, :].shape
+    consts, w_consts = lhs[:, 0, 0, varying:], rhs[:, :, varying:, :]
+    kh, kw, k, out = w_consts.shape
     y = conv_general_dilated(lhs[..., :varying], rhs[:, :, :varying, :], window_strides, padding,
                              precision=precision, dimension_numbers=_NHWC)
     ones = jnp.ones((1,) + lhs.shape[1:3] + (1,), lhs.dtype)
-    m = jax.lax.conv_general_dilated(ones, rhs[:, :, varying:, :].reshape(kh, kw, 1, k * out),
+    m = jax.lax.conv_general_dilated(ones, w_consts.reshape(kh, kw, 1, k * out),
                                      window_strides, padding, dimension_numbers=_NHWC,
                                      precision=precision)
     m = m.reshape(m.shape[1], m.shape[2], k, out)
