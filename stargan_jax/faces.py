@@ -39,7 +39,10 @@ generator does not decide it. Measured accuracy: see tests/test_faces.py.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
+import hashlib
 
 import numpy as np
 
@@ -303,16 +306,30 @@ _OWN_CHROMA_MAX = 0.12  # chromaticity distance from the face's own skin
 _BACKGROUND_TOLERANCE = 0.09  # max channel difference from the fitted background plane
 
 
+@functools.lru_cache(maxsize=16)
 def _pixel_centres(size: int, offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-  """x and y of every pixel's centre, in fractions of the image size, minus ``offset``."""
+  """x and y of every pixel's centre, in fractions of the image size, minus ``offset``.
+
+  Cached (read-only): the readers ask for them a dozen times per image.
+  """
   coords = (np.arange(size, dtype=np.float32) + 0.5) / size - offset
-  return np.meshgrid(coords, coords)
+  x, y = np.meshgrid(coords, coords)
+  x.flags.writeable = y.flags.writeable = False
+  return x, y
 
 
 def _face_coords(face: Face, size: int) -> tuple[np.ndarray, np.ndarray]:
   """Every pixel's centre in the face's units, ``u`` across and ``v`` down."""
   x, y = _pixel_centres(size)
   return (x - face.cx) / face.rx, (y - face.cy) / face.ry
+
+
+def _edge_padded(a: np.ndarray, r: int) -> np.ndarray:
+  """``np.pad(a, r, mode='edge')`` over the first two axes, by indexing (several times faster
+  on these small images, where np.pad's own overhead dominates)."""
+  rows = np.clip(np.arange(-r, a.shape[0] + r), 0, a.shape[0] - 1)
+  cols = np.clip(np.arange(-r, a.shape[1] + r), 0, a.shape[1] - 1)
+  return a[rows[:, None], cols]
 
 
 def smooth(img: np.ndarray) -> np.ndarray:
@@ -322,8 +339,8 @@ def smooth(img: np.ndarray) -> np.ndarray:
   features one or two pixels, so a box would blend every pixel with its
   neighbours' features; this still averages away pixel noise.
   """
-  p = np.pad(img, ((1, 1), (1, 1), (0, 0)), mode='edge')
   h, w = img.shape[:2]
+  p = _edge_padded(img, 1)
   k = (1.0, 2.0, 1.0)
   return sum(k[dy] * k[dx] * p[dy:dy + h, dx:dx + w]
              for dy in range(3) for dx in range(3)) / 16.0
@@ -391,7 +408,7 @@ def majority(mask: np.ndarray) -> np.ndarray:
   size = mask.shape[0]
   k = max(3, (size // 10) | 1)
   r = k // 2
-  c = np.pad(mask.astype(np.float32), r, mode='edge').cumsum(0).cumsum(1)
+  c = _edge_padded(mask.astype(np.float32), r).cumsum(0).cumsum(1)
   c = np.pad(c, ((1, 0), (1, 0)))
   box = c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]
   return box > 0.5 * k * k
@@ -440,8 +457,59 @@ def locate(image, fixed_mouth: bool = True) -> Face | None:
   return _locate(to_unit(image), fixed_mouth)
 
 
+# Within ``same_images_located_once``: {(the image's digest, fixed_mouth): Face or None}.
+_LOCATED: dict | None = None
+
+
+@contextlib.contextmanager
+def same_images_located_once():
+  """Within it, an image (by content) is located once per ``fixed_mouth``.
+
+  Scoring translations locates each source once per target domain and each
+  translation twice (to read it and to compare it with its source); finding
+  the face is most of the readers' time. Locating is a pure function of the
+  pixels, so the results are the same, only sooner; the skin-based first
+  stage, which ``fixed_mouth`` does not change, is shared by both.
+  """
+  global _LOCATED
+  outer, _LOCATED = _LOCATED, ({} if _LOCATED is None else _LOCATED)
+  try:
+    yield
+  finally:
+    _LOCATED = outer
+
+
 def _locate(img: np.ndarray, fixed_mouth: bool = True) -> Face | None:
   """``locate`` of an image already in [0, 1] (never converted twice)."""
+  if _LOCATED is None:
+    found = _rough_face(img)
+  else:
+    img = np.ascontiguousarray(img)
+    key = (hashlib.blake2b(img.tobytes(), digest_size=16).digest(), img.shape, img.dtype.str)
+    fixed_mouth = bool(fixed_mouth)
+    if (key, fixed_mouth) in _LOCATED:
+      return _LOCATED[key, fixed_mouth]
+    if key not in _LOCATED:
+      _LOCATED[key] = _rough_face(img)
+    found = _LOCATED[key]
+  face = None if found is None else _refine(img, *found, fixed_mouth)
+  if _LOCATED is not None:
+    _LOCATED[key, fixed_mouth] = face
+  return face
+
+
+def _refine(img: np.ndarray, rough: Face, r_f: float, v_cross: float,
+            fixed_mouth: bool) -> Face:
+  """The face's height and centre from the eyes (48 px and up) or the lips."""
+  if img.shape[0] >= EYE_MIN_SIZE:
+    return _refine_by_eyes(img, rough)
+  hairline = (r_f + 0.5) / img.shape[0]
+  return _refine_by_lips(img, rough, hairline if fixed_mouth else None, v_cross)
+
+
+def _rough_face(img: np.ndarray) -> tuple[Face, float, float] | None:
+  """The face from its skin alone (what ``fixed_mouth`` does not change): the Face, the
+  row where half its width first shows, and that row's height in face units."""
   size = img.shape[0]
   sm = smooth(img)
   rough = skin_mask(sm)
@@ -468,10 +536,7 @@ def _locate(img: np.ndarray, fixed_mouth: bool = True) -> Face | None:
   v_cross = _HAIRLINE + 0.45 * 0.5 ** 4
   cy = (r_f + 0.5) / size - v_cross * ry
   rough = Face(float(cx), float(cy), float(rx), float(ry), skin_colour_, _background_plane(img))
-  if size >= EYE_MIN_SIZE:
-    return _refine_by_eyes(img, rough)
-  hairline = (r_f + 0.5) / size
-  return _refine_by_lips(img, rough, hairline if fixed_mouth else None, v_cross)
+  return rough, r_f, v_cross
 
 
 def _lip_weight(img: np.ndarray, skin: np.ndarray) -> np.ndarray:

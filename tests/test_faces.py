@@ -160,6 +160,48 @@ def test_content_change_is_detected(size):
   assert faces.read_expression(blank) == -1
 
 
+@pytest.mark.parametrize('size', [32, 64])
+def test_faces_located_once_are_the_faces_located_each_time(size, monkeypatch):
+  # The memo that scoring uses must change nothing but the work: every face,
+  # reading and content verdict as without it, each image's skin stage once.
+  rng = np.random.default_rng(size + 7)
+  images = [faces.sample_attribute_example(rng, size)[0] for _ in range(3)]
+  images += [faces.sample_expression_example(rng, size)[0] for _ in range(3)]
+  images.append(np.zeros((size, size, 3), np.uint8))  # no face: None, remembered as such
+  floats = [(im / 127.5 - 1.0).astype(np.float32) for im in images]
+  pairs = [(a, b) for a in floats for b in floats[:3]]
+
+  def exact(face):
+    return None if face is None else (face.cx, face.cy, face.rx, face.ry, face.skin.tobytes(),
+                                      face.background.tobytes())
+
+  def everything():
+    return ([exact(faces.locate(x, m)) for x in floats for m in (True, False)],
+            [faces.read_attributes(x).tolist() for x in floats],
+            [faces.read_expression(x) for x in floats],
+            [faces.content_preserved(a, b, m) for a, b in pairs for m in (True, False)])
+
+  plain = everything()
+  calls = []
+  rough = faces._rough_face
+  monkeypatch.setattr(faces, '_rough_face', lambda img: calls.append(1) or rough(img))
+  with faces.same_images_located_once():
+    memo = everything()
+    again = everything()
+  assert len(calls) == len(floats)
+  assert plain == memo == again
+  # Outside the block nothing is remembered.
+  faces.locate(floats[0])
+  assert len(calls) == len(floats) + 1
+
+
+@pytest.mark.parametrize('r', [1, 2, 5])
+def test_edge_padding_by_indexing_is_np_pad(r):
+  a = np.random.default_rng(r).random((7, 9, 3)).astype(np.float32)
+  assert np.array_equal(faces._edge_padded(a, r), np.pad(a, ((r, r), (r, r), (0, 0)), 'edge'))
+  assert np.array_equal(faces._edge_padded(a[..., 0], r), np.pad(a[..., 0], r, 'edge'))
+
+
 def test_readers_take_the_pipeline_float_images():
   image, attrs = faces.sample_attribute_example(np.random.default_rng(2), 64)
   as_float = image.astype(np.float32) / 127.5 - 1.0  # what input_pipeline yields
