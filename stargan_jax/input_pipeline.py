@@ -87,28 +87,37 @@ def open_dataset(name: str, data_dir: str, image_size: int, attrs: Sequence[str]
   builder = registry.get_builder(name, data_dir, image_size, manual_dir)
   if not builder.is_prepared():
     if prepare and (name in registry.AUTO_PREPARE or manual_dir is not None):
+      # A wrong --attrs is reported before the drawing or the build (a minute
+      # or more), not after: these builders know their labels before their
+      # data (fixed for the drawn sets, CelebA and RaFD; read from the folder
+      # for --manual_dir's own images).
+      _domain_spec(name, builder.info.features, attrs, attrs_apply_to_categorical)
       builder = registry.prepare(name, data_dir, image_size, manual_dir)
     else:
       _raise_not_prepared(name, data_dir, image_size, builder)
-  features = builder.info.features
+  spec = _domain_spec(name, builder.info.features, attrs, attrs_apply_to_categorical)
+  sources = {split: builder.as_data_source(split=split) for split in builder.info.splits}
+  return Dataset(name, spec, image_size, sources)
+
+
+def _domain_spec(name: str, features, attrs, attrs_apply_to_categorical: bool
+                 ) -> labels_lib.DomainSpec:
+  """The dataset's domains from its TFDS features and ``--attrs`` (a DataError if they do not fit)."""
   if 'label' in features:
     if attrs and attrs_apply_to_categorical:
       raise DataError(f'dataset {name!r} is categorical (classes {features["label"].names}); '
                       f'--attrs does not apply to it, got {list(attrs)}')
-    spec = labels_lib.DomainSpec(name, tuple(features['label'].names), labels_lib.CATEGORICAL)
-  else:
-    valid = tuple(features['attributes'].keys())
-    if not attrs:
-      attrs = registry.default_attributes(name) or valid
-    unknown = [a for a in attrs if a not in valid]
-    if unknown:
-      raise DataError(f'unknown attribute(s) {unknown} for dataset {name!r}; '
-                      f'valid attributes: {", ".join(valid)}')
-    attrs = tuple(attrs)
-    spec = labels_lib.DomainSpec(name, attrs, labels_lib.ATTRIBUTES,
-                                 labels_lib.exclusive_group(attrs))
-  sources = {split: builder.as_data_source(split=split) for split in builder.info.splits}
-  return Dataset(name, spec, image_size, sources)
+    return labels_lib.DomainSpec(name, tuple(features['label'].names), labels_lib.CATEGORICAL)
+  valid = tuple(features['attributes'].keys())
+  if not attrs:
+    attrs = registry.default_attributes(name) or valid
+  unknown = [a for a in attrs if a not in valid]
+  if unknown:
+    raise DataError(f'unknown attribute(s) {unknown} for dataset {name!r}; '
+                    f'valid attributes: {", ".join(valid)}')
+  attrs = tuple(attrs)
+  return labels_lib.DomainSpec(name, attrs, labels_lib.ATTRIBUTES,
+                               labels_lib.exclusive_group(attrs))
 
 
 def prepared_sizes(builder) -> list[int]:

@@ -91,9 +91,10 @@ def test_interrupted_save_never_restores_wrong_values(make_tiny_config, tmp_path
 
 
 def test_cli_train_then_test_mode(data_dir, tmp_path):
+  # The session's prepared procedural set: the default (faces) would be drawn here first.
   common = [sys.executable, '-m', 'stargan_jax.main', f'--workdir={tmp_path}',
-            f'--data_dir={data_dir}', '--g_conv_dim=8', '--d_conv_dim=8', '--g_repeat_num=1',
-            '--batch_size=4', '--num_samples=2']
+            f'--data_dir={data_dir}', '--datasets=procedural', '--g_conv_dim=8',
+            '--d_conv_dim=8', '--g_repeat_num=1', '--batch_size=4', '--num_samples=2']
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   out = subprocess.run(common + ['--num_iters=2', '--log_every=1', '--noeval_at_end',
                                  '--g_ema_decay=0.5'],
@@ -116,11 +117,16 @@ def test_cli_train_then_test_mode(data_dir, tmp_path):
   assert out.returncode == 0, out.stderr[-3000:]
   assert '(EMA G weights)' in out.stdout and len(os.listdir(tmp_path / 'results')) == 250
   assert 'Metadata file does not exist' not in out.stderr  # no Orbax warning on a normal load
-  bad = subprocess.run(common + ['--attrs=Black_Hair,Purple'], capture_output=True,
-                       text=True, env=env, timeout=300)
+  # A wrong --attrs on the default dataset (faces), not drawn yet: the error comes
+  # before the minute of drawing, and nothing is drawn.
+  empty = tmp_path / 'no_data_yet'
+  bad = subprocess.run([sys.executable, '-m', 'stargan_jax.main', f'--workdir={tmp_path}/bad',
+                        f'--data_dir={empty}', '--attrs=Black_Hair,Purple'],
+                       capture_output=True, text=True, env=env, timeout=120)
   assert bad.returncode == 2 and "unknown attribute(s) ['Purple']" in bad.stderr
   assert 'valid attributes: Black_Hair, Blond_Hair, Brown_Hair, Male, Young' in bad.stderr
   assert 'Traceback' not in bad.stderr and 'error: ' in bad.stderr
+  assert not (empty / 'faces').exists() or not any((empty / 'faces').iterdir())
 
 
 def test_main_conv_impl_flag_lists_every_form():
