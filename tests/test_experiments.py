@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from experiments import celeba_attribute_grid  # noqa: E402
 from experiments import common  # noqa: E402
 from experiments import rafd_expression_grid  # noqa: E402
+from experiments import reader_speed  # noqa: E402
 from experiments import table3  # noqa: E402
 from stargan_jax import cli  # noqa: E402
 from stargan_jax import config as config_lib  # noqa: E402
@@ -99,6 +100,20 @@ def test_table3(run, tmp_path):
   md = (tmp_path / 'table3.md').read_text()
   assert '| StarGAN (paper, RaFD) | 2.12% | 53.2M x 1 |' in md
   assert f'| {100 * row["stargan_error"]:.2f}% | {p["total"] / 1e6:.2f}M x 1 |' in md
+
+
+def test_reader_speed_times_the_readers_and_digests_their_results(run):
+  import hashlib
+  from stargan_jax import inference
+  from stargan_jax.evaluation import pixels
+  out = reader_speed.measure(run, repeats=2, limit=4)
+  assert len(out['seconds']) == 2 and all(s > 0 for s in out['seconds'])
+  loaded = inference.load_model(run)
+  acc = pixels.translation_accuracy(loaded.translate_np, loaded.generator_params, loaded.layout,
+                                    inference.open_datasets(loaded), limit=4)
+  assert out['translations'] == 4 * len(procedural.ATTRIBUTE_NAMES)  # 4 images x 5 columns
+  assert out['results_sha256'] == hashlib.sha256(
+      json.dumps(acc, sort_keys=True).encode()).hexdigest()
 
 
 def test_scripts_need_a_run_or_train(tmp_path, capsys):
