@@ -45,11 +45,11 @@ flags.DEFINE_bool('use_ema', True, "G's EMA weights where the run kept them.", f
 def measure(workdir: str, repeats: int = 1, limit: int | None = None,
             use_ema: bool = True) -> dict:
   loaded = inference.load_model(workdir, use_ema=use_ema)
-  datasets = inference.open_datasets(loaded)
   cli.require(pixels.readable(loaded.layout),
               f'--workdir={workdir}: pixel readers exist only for the built-in datasets '
               f'{", ".join(pixels.READABLE)}, not {[s.dataset for s in loaded.layout.specs]}')
-  size, batch = loaded.image_size, 100  # translation_accuracy's batch
+  datasets = inference.open_datasets(loaded)
+  size, batch = loaded.image_size, getattr(pixels, 'EVAL_BATCH', 100)  # older checkouts: 100
   loaded.translate_np(loaded.generator_params, np.zeros((batch, size, size, 3), np.float32),
                       np.zeros((batch, loaded.layout.g_dim), np.float32))
   seconds, acc = [], None

@@ -457,7 +457,8 @@ def locate(image, fixed_mouth: bool = True) -> Face | None:
   return _locate(to_unit(image), fixed_mouth)
 
 
-# Within ``same_images_located_once``: {(the image's digest, fixed_mouth): Face or None}.
+# Within ``same_images_located_once``: the image's key -> its skin stage (or None),
+# and (key, fixed_mouth) -> its Face (or None).
 _LOCATED: dict | None = None
 
 
@@ -483,19 +484,16 @@ def _locate(img: np.ndarray, fixed_mouth: bool = True) -> Face | None:
   """``locate`` of an image already in [0, 1] (never converted twice)."""
   if _LOCATED is None:
     found = _rough_face(img)
-  else:
-    img = np.ascontiguousarray(img)
-    key = (hashlib.blake2b(img.tobytes(), digest_size=16).digest(), img.shape, img.dtype.str)
-    fixed_mouth = bool(fixed_mouth)
-    if (key, fixed_mouth) in _LOCATED:
-      return _LOCATED[key, fixed_mouth]
+    return None if found is None else _refine(img, *found, fixed_mouth)
+  img = np.ascontiguousarray(img)
+  key = (hashlib.blake2b(img.tobytes(), digest_size=16).digest(), img.shape, img.dtype.str)
+  face_key = (key, bool(fixed_mouth))
+  if face_key not in _LOCATED:
     if key not in _LOCATED:
       _LOCATED[key] = _rough_face(img)
     found = _LOCATED[key]
-  face = None if found is None else _refine(img, *found, fixed_mouth)
-  if _LOCATED is not None:
-    _LOCATED[key, fixed_mouth] = face
-  return face
+    _LOCATED[face_key] = None if found is None else _refine(img, *found, fixed_mouth)
+  return _LOCATED[face_key]
 
 
 def _refine(img: np.ndarray, rough: Face, r_f: float, v_cross: float,

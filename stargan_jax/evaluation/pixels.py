@@ -42,6 +42,7 @@ READERS = {
     'faces_expr': Readers('faces', faces.EXPRESSION_NAMES, faces.read_expression, True),
 }
 READABLE = tuple(READERS)
+EVAL_BATCH = 100  # test images per G call in translation_accuracy
 
 
 def content_preserved(source_dataset: str, target_dataset: str, source, translated) -> bool:
@@ -109,16 +110,19 @@ def _score_batch(translate_fn, g_params, layout, batch, dataset, target_datasets
   src = np.asarray(x)
   jobs = [(j, k, c_trg) for j in target_datasets
           for k, c_trg in enumerate(layout.test_targets(j, dataset, c_org))]
+
+  def translate(job):
+    j, _, c_trg = job
+    return translate_fn(g_params, x, layout.embed(j, c_trg))
+
   # G translates the next target while the readers (numpy, one core) read
   # this one: the two overlap on a CPU, and the order of the counts is kept.
   with concurrent.futures.ThreadPoolExecutor(1) as pool:
-    pending = [pool.submit(translate_fn, g_params, x, layout.embed(j, c_trg))
-               for j, _, c_trg in jobs[:1]]
+    ahead = pool.submit(translate, jobs[0]) if jobs else None
     for n, (j, k, c_trg) in enumerate(jobs):
-      out = np.asarray(pending.pop().result())
+      out = np.asarray(ahead.result())
       if n + 1 < len(jobs):
-        nj, _, nc = jobs[n + 1]
-        pending.append(pool.submit(translate_fn, g_params, x, layout.embed(nj, nc)))
+        ahead = pool.submit(translate, jobs[n + 1])
       spec = layout.specs[j]
       for i in range(out.shape[0]):
         target, all_labels = reads_as(spec, out[i], c_trg[i], k)
@@ -167,9 +171,10 @@ def translation_accuracy(translate_fn, g_params, layout: labels_lib.LabelLayout,
   out = {}
   for i, d in enumerate(datasets):
     acc = evaluate(translate_fn, g_params, layout,
-                   input_pipeline.eval_batches(d, 100, limit=limit), dataset=i)
+                   input_pipeline.eval_batches(d, EVAL_BATCH, limit=limit), dataset=i)
     if with_real:
-      real = real_image_accuracy(input_pipeline.eval_batches(d, 100, limit=limit), d.spec)
+      real = real_image_accuracy(input_pipeline.eval_batches(d, EVAL_BATCH, limit=limit),
+                                 d.spec)
       acc = {'real_image_accuracy': real, 'translations': acc}
     out[d.name] = acc
   return out
