@@ -49,7 +49,11 @@ def make_reader(loaded: inference.LoadedModel, dataset: int, classifier_dir: str
     raise NoReaderError(
         f'no domain classifier for {spec.dataset!r} at {loaded.image_size} px: run '
         f'python -m stargan_jax.evaluate --workdir={loaded.run_dir} first')
+  return classifier_reader(clf, spec)
 
+
+def classifier_reader(clf, spec: labels_lib.DomainSpec):
+  """reader(images, c_trg, k) by a domain classifier of ``evaluate``."""
   def read(images, c_trg, k):
     labels = clf.predict(np.asarray(images))
     if spec.kind == labels_lib.CATEGORICAL:

@@ -6,6 +6,7 @@ import os
 import pytest
 from PIL import Image
 
+from experiments import joint_cross_by_source
 from experiments import joint_sng_vs_jnt
 from experiments import joint_wrong_mask
 from stargan_jax import train
@@ -63,6 +64,52 @@ def test_wrong_mask_writes_figure_and_numbers(runs, tmp_path, capsys):
   assert os.path.isfile(tmp_path / 'joint_wrong_mask.png')
   assert joint_wrong_mask.main([f'--workdir={sng}', f'--out={tmp_path}']) == 2
   assert 'the mask needs a joint model' in capsys.readouterr().err
+
+
+def test_cross_by_source_splits_reach_by_the_sources_labels(runs, tmp_path, capsys):
+  import numpy as np
+  sng, jnt = runs
+  assert joint_cross_by_source.main([f'--workdir={jnt}', '--limit=8', f'--out={tmp_path}']) == 0
+  result = json.load(open(tmp_path / 'joint_cross_by_source.json'))
+  assert (result['source'], result['target'], result['reader']) == (
+      'procedural', 'procedural_classes', 'pixels')
+  assert result['all']['images'] == 8
+  by = result['by_source']
+  assert set(by) == {f'{a}={v}' for a in ('Red', 'Green', 'Blue', 'Frame', 'Dark')
+                     for v in (1, 0)}
+  for a in ('Red', 'Green', 'Blue', 'Frame', 'Dark'):
+    one, zero = by[f'{a}=1'], by[f'{a}=0']
+    assert one['images'] + zero['images'] == 8
+    # the two groups of an attribute partition the images: their hits add up
+    for t in ('solid', 'hstripes', 'vstripes', 'checker'):
+      assert np.isclose(one['per_domain'][t] * one['images'] + zero['per_domain'][t] * zero['images'],
+                        result['all']['per_domain'][t] * 8)
+  out = capsys.readouterr().out
+  assert 'procedural images into procedural_classes domains (pixels' in out
+  # the other way round: categorical sources are split by class
+  assert joint_cross_by_source.main([f'--workdir={jnt}', '--source_dataset=procedural_classes',
+                                     '--limit=8', f'--out={tmp_path}']) == 0
+  result = json.load(open(tmp_path / 'joint_cross_by_source.json'))
+  assert set(result['by_source']) == {'solid', 'hstripes', 'vstripes', 'checker'}
+  assert sum(g['images'] for g in result['by_source'].values()) == 8
+  assert joint_cross_by_source.main([f'--workdir={sng}', f'--out={tmp_path}']) == 2
+  assert 'cross-dataset needs a joint model' in capsys.readouterr().err
+  assert joint_cross_by_source.main([f'--workdir={jnt}', '--reader=classifier',
+                                     f'--classifier_dir={tmp_path}', f'--out={tmp_path}']) == 2
+  assert 'no domain classifier' in capsys.readouterr().err
+
+
+def test_cross_by_source_groups():
+  import numpy as np
+  from stargan_jax import labels
+  spec = labels.DomainSpec('a', ('x', 'y'))
+  groups = joint_cross_by_source.source_groups(spec, np.array([[1, 0], [1, 1], [0, 0]]))
+  assert [(g, m.tolist()) for g, m in groups] == [
+      ('x=1', [True, True, False]), ('x=0', [False, False, True]),
+      ('y=1', [False, True, False]), ('y=0', [True, False, True])]
+  spec = labels.DomainSpec('b', ('p', 'q'), labels.CATEGORICAL)
+  groups = joint_cross_by_source.source_groups(spec, np.array([[0, 1], [1, 0]]))
+  assert [(g, m.tolist()) for g, m in groups] == [('p', [False, True]), ('q', [True, False])]
 
 
 def test_wrong_mask_moves_only_the_mask():

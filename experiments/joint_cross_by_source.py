@@ -1,0 +1,144 @@
+"""Which faces a jointly trained G fails on: cross-dataset reach split by the source's labels.
+
+  python -m experiments.joint_cross_by_source --workdir=runs/joint
+  python -m experiments.joint_cross_by_source --workdir=runs/joint --reader=classifier
+
+The paper's Figure 1 task (a CelebA face given a RaFD expression) is never
+trained for: G learns expressions only on the expression dataset's faces.
+This script translates every test image of ``--source_dataset`` (default: the
+run's first) into every domain of ``--target_dataset`` (default: the one
+after it) and reports how often the target is reached, split by the source
+image's own labels: for an attribute dataset once per attribute and value
+(e.g. ``Male=1`` against ``Male=0``), for a categorical one per class. A
+group far below the others names what the target dataset's faces lack.
+
+The reader is the target dataset's pixel readers where it has them
+(``--reader=auto``) or the domain classifier ``python -m stargan_jax.evaluate``
+saved (``--reader=classifier``, the Table 3 protocol; run evaluate first).
+Writes ``joint_cross_by_source.json`` and prints one line per group.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Sequence
+
+import numpy as np
+from absl import flags
+
+from experiments import common
+from experiments import joint_common
+from stargan_jax import cli
+from stargan_jax import inference
+from stargan_jax import input_pipeline
+from stargan_jax import labels as labels_lib
+from stargan_jax.evaluation import pixels
+
+PROG = 'python -m experiments.joint_cross_by_source'
+FLAGS = cli.flag_values()
+flags.DEFINE_string('workdir', None, 'A jointly trained run.', flag_values=FLAGS)
+flags.mark_flag_as_required('workdir', flag_values=FLAGS)
+flags.DEFINE_string('source_dataset', None, "Dataset whose test images are translated "
+                    "(default: the run's first).", flag_values=FLAGS)
+flags.DEFINE_string('target_dataset', None, 'Dataset whose domains they are translated into '
+                    '(default: the one after the source).', flag_values=FLAGS)
+flags.DEFINE_enum('reader', 'auto', ['auto', 'classifier'], "auto: the target dataset's pixel "
+                  "readers where it has them, else evaluate's classifier; classifier: "
+                  "evaluate's classifier.", flag_values=FLAGS)
+flags.DEFINE_string('data_dir', None, "TFDS data directory (default: the run's).",
+                    flag_values=FLAGS)
+flags.DEFINE_string('out', None, 'Output folder (default: WORKDIR/experiments).',
+                    flag_values=FLAGS)
+flags.DEFINE_string('classifier_dir', None, "Where evaluate saved the domain classifiers "
+                    "(default: the run's WORKDIR/classifier).", flag_values=FLAGS)
+flags.DEFINE_integer('limit', None, 'Test images measured (default: all).', flag_values=FLAGS)
+cli.define_use_ema(FLAGS)
+
+
+def source_groups(spec: labels_lib.DomainSpec, c_org: np.ndarray) -> list[tuple[str, np.ndarray]]:
+  """(group name, which images of the batch belong to it) for every group of the source."""
+  c_org = np.asarray(c_org)
+  if spec.kind == labels_lib.CATEGORICAL:
+    return [(name, c_org[:, k] == 1) for k, name in enumerate(spec.names)]
+  return [(f'{name}={v}', c_org[:, k] == v) for k, name in enumerate(spec.names) for v in (1, 0)]
+
+
+def measure() -> dict:
+  cli.require(FLAGS.limit is None or FLAGS.limit > 0,
+              f'--limit must be positive, got {FLAGS.limit}')
+  loaded = inference.load_model(FLAGS.workdir, use_ema=FLAGS.use_ema)
+  layout = loaded.layout
+  if layout.num_datasets < 2:
+    raise cli.UserError(f'{FLAGS.workdir} holds a model of one dataset '
+                        f'({layout.specs[0].dataset!r}); cross-dataset needs a joint model')
+  src = (joint_common.spec_index(layout, FLAGS.source_dataset, 'source_dataset')
+         if FLAGS.source_dataset else 0)
+  tgt = ((src + 1) % layout.num_datasets if FLAGS.target_dataset is None else
+         joint_common.spec_index(layout, FLAGS.target_dataset, 'target_dataset'))
+  cli.require(tgt != src, '--target_dataset must differ from --source_dataset')
+  spec, tspec = layout.specs[src], layout.specs[tgt]
+  dataset = inference.open_datasets(loaded, FLAGS.data_dir)[src]
+  if FLAGS.reader == 'classifier':
+    clf = common.find_classifier(loaded, tgt, FLAGS.classifier_dir)
+    if clf is None:
+      raise joint_common.NoReaderError(
+          f'no domain classifier for {tspec.dataset!r} at {loaded.image_size} px: run '
+          f'python -m stargan_jax.evaluate --workdir={loaded.run_dir} first')
+    reader, reader_name = joint_common.classifier_reader(clf, tspec), 'classifier'
+  else:
+    reader = joint_common.make_reader(loaded, tgt, FLAGS.classifier_dir)
+    reader_name = 'pixels' if tspec.dataset in pixels.READABLE else 'classifier'
+  names = [g for g, _ in source_groups(spec, np.zeros((1, spec.c_dim)))]
+  hits = {g: np.zeros(tspec.c_dim) for g in names}
+  counts = dict.fromkeys(names, 0)
+  all_hits, n = np.zeros(tspec.c_dim), 0
+  for batch in input_pipeline.eval_batches(dataset, 50, limit=FLAGS.limit):
+    x, c_org = batch['image'], np.asarray(batch['label'], np.float32)
+    groups = source_groups(spec, c_org)
+    for g, member in groups:
+      counts[g] += int(member.sum())
+    for k, c_trg in enumerate(layout.test_targets(tgt, src, c_org)):
+      y = loaded.translate_np(loaded.generator_params, x, layout.embed(tgt, c_trg))
+      ok = np.asarray(reader(y, c_trg, k), bool)
+      all_hits[k] += ok.sum()
+      for g, member in groups:
+        hits[g][k] += (ok & member).sum()
+    n += x.shape[0]
+
+  def rates(h, count):
+    return {'target_reached': float(h.sum() / max(count * tspec.c_dim, 1)), 'images': count,
+            'per_domain': {t: float(h[k] / max(count, 1)) for k, t in enumerate(tspec.names)}}
+
+  result = {'workdir': FLAGS.workdir, 'step': loaded.step, 'weights': loaded.generator_weights,
+            'source': spec.dataset, 'target': tspec.dataset,
+            'reader': reader_name,
+            'all': rates(all_hits, n), 'by_source': {g: rates(hits[g], counts[g]) for g in names}}
+  out = FLAGS.out or os.path.join(loaded.run_dir, 'experiments')
+  result['json'] = common.write_json(result, os.path.join(out, 'joint_cross_by_source.json'))
+  return result
+
+
+@cli.command(FLAGS, PROG)
+def main(args):
+  cli.require(not args, f'unexpected arguments: {args}')
+  cli.quiet_libraries()
+  r = measure()
+  head = (f'{r["source"]} images into {r["target"]} domains ({r["reader"]}, '
+          f'{r["weights"]} G, step {r["step"]})')
+  print(head)
+  rows = [('all', r['all'])] + list(r['by_source'].items())
+  for g, m in rows:
+    per = ' '.join(f'{t}:{v:.0%}' for t, v in m['per_domain'].items())
+    print(f'  {g:<16} {m["images"]:>5} images  target reached {m["target_reached"]:6.1%}  {per}')
+  print(f'wrote {r["json"]}')
+
+
+def run(argv: Sequence[str]) -> dict:
+  """Parses ``argv`` and measures; returns the numbers."""
+  common.parse(FLAGS, argv, PROG)
+  return measure()
+
+
+if __name__ == '__main__':
+  sys.exit(main())
