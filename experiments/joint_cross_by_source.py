@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Sequence
 
 import numpy as np
 from absl import flags
@@ -132,12 +131,6 @@ def main(args):
     per = ' '.join(f'{t}:{v:.0%}' for t, v in m['per_domain'].items())
     print(f'  {g:<16} {m["images"]:>5} images  target reached {m["target_reached"]:6.1%}  {per}')
   print(f'wrote {r["json"]}')
-
-
-def run(argv: Sequence[str]) -> dict:
-  """Parses ``argv`` and measures; returns the numbers."""
-  common.parse(FLAGS, argv, PROG)
-  return measure()
 
 
 if __name__ == '__main__':
