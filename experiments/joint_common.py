@@ -17,29 +17,57 @@ from stargan_jax import labels as labels_lib
 from stargan_jax.evaluation import pixels
 
 
-def define_flags(fv: flags.FlagValues, num_images: int) -> None:
-  """--classifier_dir, --limit, --num_images, --use_ema: what both scripts take alike."""
+def define_flags(fv: flags.FlagValues, num_images: int | None) -> None:
+  """--classifier_dir, --limit, --use_ema and (for a script with a figure) --num_images."""
   flags.DEFINE_string('classifier_dir', None, "Where evaluate saved the domain classifiers "
                       "(default: each run's WORKDIR/classifier).", flag_values=fv)
   flags.DEFINE_integer('limit', None, 'Test images measured (default: all).', flag_values=fv)
-  flags.DEFINE_integer('num_images', num_images, 'Test images in the figure.', flag_values=fv)
+  if num_images is not None:
+    flags.DEFINE_integer('num_images', num_images, 'Test images in the figure.', flag_values=fv)
   cli.define_use_ema(fv)
 
 
 def check_flags(fv: flags.FlagValues) -> None:
   for name in ('limit', 'num_images'):
-    value = fv[name].value
-    cli.require(value is None or value > 0, f'--{name} must be positive, got {value}')
+    if name in fv:
+      value = fv[name].value
+      cli.require(value is None or value > 0, f'--{name} must be positive, got {value}')
+
+
+def dataset_pair(layout: labels_lib.LabelLayout, workdir: str, source: str | None,
+                 other: str | None, other_flag: str, needs: str) -> tuple[int, int]:
+  """(source index, other index) of a joint model from --source_dataset and --OTHER_FLAG.
+
+  The source defaults to the model's first dataset, the other to the one after
+  it; a one-dataset model is the user's mistake (``needs`` says why not).
+  """
+  if layout.num_datasets < 2:
+    raise cli.UserError(f'{workdir} holds a model of one dataset '
+                        f'({layout.specs[0].dataset!r}); {needs}')
+  src = spec_index(layout, source, 'source_dataset') if source else 0
+  j = (src + 1) % layout.num_datasets if other is None else spec_index(layout, other, other_flag)
+  cli.require(j != src, f'--{other_flag} must differ from --source_dataset')
+  return src, j
 
 
 class NoReaderError(cli.UserError, FileNotFoundError):
   """Nothing can read a dataset's translations: no pixel readers, no saved classifier."""
 
 
-def make_reader(loaded: inference.LoadedModel, dataset: int, classifier_dir: str | None = None):
-  """reader(images, c_trg, k) -> bool array: image i reads as target c_trg[i] on domain k."""
+def reads_pixels(spec: labels_lib.DomainSpec, pixels_first: bool = True) -> bool:
+  """Whether ``make_reader`` reads this dataset with pixel readers (else a classifier)."""
+  return pixels_first and spec.dataset in pixels.READABLE
+
+
+def make_reader(loaded: inference.LoadedModel, dataset: int, classifier_dir: str | None = None,
+                pixels_first: bool = True):
+  """reader(images, c_trg, k) -> bool array: image i reads as target c_trg[i] on domain k.
+
+  The dataset's pixel readers where it has them (unless ``pixels_first`` is
+  False), else the domain classifier ``evaluate`` saved.
+  """
   spec = loaded.layout.specs[dataset]
-  if spec.dataset in pixels.READABLE:
+  if reads_pixels(spec, pixels_first):
     def read(images, c_trg, k):
       return np.array([pixels.reads_as(spec, img, c, k)[0]
                        for img, c in zip(np.asarray(images), np.asarray(c_trg))])
@@ -49,11 +77,7 @@ def make_reader(loaded: inference.LoadedModel, dataset: int, classifier_dir: str
     raise NoReaderError(
         f'no domain classifier for {spec.dataset!r} at {loaded.image_size} px: run '
         f'python -m stargan_jax.evaluate --workdir={loaded.run_dir} first')
-  return classifier_reader(clf, spec)
 
-
-def classifier_reader(clf, spec: labels_lib.DomainSpec):
-  """reader(images, c_trg, k) by a domain classifier of ``evaluate``."""
   def read(images, c_trg, k):
     labels = clf.predict(np.asarray(images))
     if spec.kind == labels_lib.CATEGORICAL:

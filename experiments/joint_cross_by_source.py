@@ -32,7 +32,6 @@ from stargan_jax import cli
 from stargan_jax import inference
 from stargan_jax import input_pipeline
 from stargan_jax import labels as labels_lib
-from stargan_jax.evaluation import pixels
 
 PROG = 'python -m experiments.joint_cross_by_source'
 FLAGS = cli.flag_values()
@@ -49,10 +48,7 @@ flags.DEFINE_string('data_dir', None, "TFDS data directory (default: the run's).
                     flag_values=FLAGS)
 flags.DEFINE_string('out', None, 'Output folder (default: WORKDIR/experiments).',
                     flag_values=FLAGS)
-flags.DEFINE_string('classifier_dir', None, "Where evaluate saved the domain classifiers "
-                    "(default: the run's WORKDIR/classifier).", flag_values=FLAGS)
-flags.DEFINE_integer('limit', None, 'Test images measured (default: all).', flag_values=FLAGS)
-cli.define_use_ema(FLAGS)
+joint_common.define_flags(FLAGS, num_images=None)
 
 
 def source_groups(spec: labels_lib.DomainSpec, c_org: np.ndarray) -> list[tuple[str, np.ndarray]]:
@@ -64,30 +60,17 @@ def source_groups(spec: labels_lib.DomainSpec, c_org: np.ndarray) -> list[tuple[
 
 
 def measure() -> dict:
-  cli.require(FLAGS.limit is None or FLAGS.limit > 0,
-              f'--limit must be positive, got {FLAGS.limit}')
+  joint_common.check_flags(FLAGS)
   loaded = inference.load_model(FLAGS.workdir, use_ema=FLAGS.use_ema)
   layout = loaded.layout
-  if layout.num_datasets < 2:
-    raise cli.UserError(f'{FLAGS.workdir} holds a model of one dataset '
-                        f'({layout.specs[0].dataset!r}); cross-dataset needs a joint model')
-  src = (joint_common.spec_index(layout, FLAGS.source_dataset, 'source_dataset')
-         if FLAGS.source_dataset else 0)
-  tgt = ((src + 1) % layout.num_datasets if FLAGS.target_dataset is None else
-         joint_common.spec_index(layout, FLAGS.target_dataset, 'target_dataset'))
-  cli.require(tgt != src, '--target_dataset must differ from --source_dataset')
+  src, tgt = joint_common.dataset_pair(layout, FLAGS.workdir, FLAGS.source_dataset,
+                                       FLAGS.target_dataset, 'target_dataset',
+                                       'cross-dataset needs a joint model')
   spec, tspec = layout.specs[src], layout.specs[tgt]
   dataset = inference.open_datasets(loaded, FLAGS.data_dir)[src]
-  if FLAGS.reader == 'classifier':
-    clf = common.find_classifier(loaded, tgt, FLAGS.classifier_dir)
-    if clf is None:
-      raise joint_common.NoReaderError(
-          f'no domain classifier for {tspec.dataset!r} at {loaded.image_size} px: run '
-          f'python -m stargan_jax.evaluate --workdir={loaded.run_dir} first')
-    reader, reader_name = joint_common.classifier_reader(clf, tspec), 'classifier'
-  else:
-    reader = joint_common.make_reader(loaded, tgt, FLAGS.classifier_dir)
-    reader_name = 'pixels' if tspec.dataset in pixels.READABLE else 'classifier'
+  pixels_first = FLAGS.reader == 'auto'
+  reader = joint_common.make_reader(loaded, tgt, FLAGS.classifier_dir, pixels_first)
+  reader_name = 'pixels' if joint_common.reads_pixels(tspec, pixels_first) else 'classifier'
   names = [g for g, _ in source_groups(spec, np.zeros((1, spec.c_dim)))]
   hits = {g: np.zeros(tspec.c_dim) for g in names}
   counts = dict.fromkeys(names, 0)

@@ -64,14 +64,9 @@ def ablate() -> dict:
   joint_common.check_flags(FLAGS)
   loaded = inference.load_model(FLAGS.workdir, use_ema=FLAGS.use_ema)
   layout = loaded.layout
-  if layout.num_datasets < 2:
-    raise cli.UserError(f'{FLAGS.workdir} holds a model of one dataset '
-                        f'({layout.specs[0].dataset!r}); the mask needs a joint model')
-  src = (joint_common.spec_index(layout, FLAGS.source_dataset, 'source_dataset')
-         if FLAGS.source_dataset else 0)
-  wrong = ((src + 1) % layout.num_datasets if FLAGS.wrong_dataset is None else
-           joint_common.spec_index(layout, FLAGS.wrong_dataset, 'wrong_dataset'))
-  cli.require(wrong != src, '--wrong_dataset must differ from --source_dataset')
+  src, wrong = joint_common.dataset_pair(layout, FLAGS.workdir, FLAGS.source_dataset,
+                                         FLAGS.wrong_dataset, 'wrong_dataset',
+                                         'the mask needs a joint model')
   spec = layout.specs[src]
   dataset = inference.open_datasets(loaded, FLAGS.data_dir)[src]
   reader = joint_common.make_reader(loaded, src, FLAGS.classifier_dir)
