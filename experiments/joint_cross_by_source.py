@@ -15,6 +15,13 @@ group far below the others names what the target dataset's faces lack.
 The reader is the target dataset's pixel readers where it has them
 (``--reader=auto``) or the domain classifier ``python -m stargan_jax.evaluate``
 saved (``--reader=classifier``, the Table 3 protocol; run evaluate first).
+
+On the built-in pair (``faces`` into ``faces_expr``) each test face is also
+drawn with each target expression by the builder itself (``--truth``, on by
+default there): what a perfect G would produce. The same reader reads these
+drawings, so each group's line says how much of the target the reader can
+see at all: a reader that has never seen an expression on a beard misreads
+the perfect translation too, and G's rate is judged against that ceiling.
 Writes ``joint_cross_by_source.json`` and prints one line per group.
 """
 
@@ -29,9 +36,12 @@ from absl import flags
 from experiments import common
 from experiments import joint_common
 from stargan_jax import cli
+from stargan_jax import faces
 from stargan_jax import inference
 from stargan_jax import input_pipeline
 from stargan_jax import labels as labels_lib
+from stargan_jax.datasets import drawn
+from stargan_jax.datasets import registry
 
 PROG = 'python -m experiments.joint_cross_by_source'
 FLAGS = cli.flag_values()
@@ -46,6 +56,9 @@ flags.DEFINE_enum('reader', 'auto', ['auto', 'classifier'], "auto: the target da
                   "evaluate's classifier.", flag_values=FLAGS)
 flags.DEFINE_string('data_dir', None, "TFDS data directory (default: the run's).",
                     flag_values=FLAGS)
+flags.DEFINE_boolean('truth', None, "Also read each face drawn with the target expression (a "
+                     "perfect G's output); the built-in faces -> faces_expr pair only "
+                     "(default: on there).", flag_values=FLAGS)
 flags.DEFINE_string('out', None, 'Output folder (default: WORKDIR/experiments).',
                     flag_values=FLAGS)
 joint_common.define_flags(FLAGS, num_images=None)
@@ -57,6 +70,33 @@ def source_groups(spec: labels_lib.DomainSpec, c_org: np.ndarray) -> list[tuple[
   if spec.kind == labels_lib.CATEGORICAL:
     return [(name, c_org[:, k] == 1) for k, name in enumerate(spec.names)]
   return [(f'{name}={v}', c_org[:, k] == v) for k, name in enumerate(spec.names) for v in (1, 0)]
+
+
+TRUTH_PAIR = ('faces', 'faces_expr')  # (source, target) the builder can draw the truth of
+
+
+def test_faces(config: drawn.DrawnConfig) -> dict[bytes, faces.AttributeFace]:
+  """The ``faces`` test split as the builder drew it: image bytes -> the face drawn."""
+  test = drawn.SPLITS.index('test')
+  out = {}
+  for i in range(config.num_test):
+    face = faces.sample_attribute_face(drawn.example_rng(config, test, i))
+    out[face.render(config.image_size).tobytes()] = face
+  return out
+
+
+def truth_images(faces_by_image: dict[bytes, faces.AttributeFace], x: np.ndarray,
+                 expression: int) -> np.ndarray:
+  """The faces of batch ``x`` (floats in [-1, 1]) drawn with ``expression``, as floats."""
+  u8 = np.round((np.asarray(x, np.float32) + 1.0) * 127.5).astype(np.uint8)
+  out = []
+  for img in u8:
+    face = faces_by_image.get(img.tobytes())
+    if face is None:
+      raise cli.UserError('--truth: a test image of faces is not one the faces builder draws '
+                          'at this size (a dataset built by another version?); pass --notruth')
+    out.append(face.render(img.shape[0], expression))
+  return np.stack(out).astype(np.float32) / 127.5 - 1.0
 
 
 def measure() -> dict:
@@ -71,10 +111,23 @@ def measure() -> dict:
   pixels_first = FLAGS.reader == 'auto'
   reader = joint_common.make_reader(loaded, tgt, FLAGS.classifier_dir, pixels_first)
   reader_name = 'pixels' if joint_common.reads_pixels(tspec, pixels_first) else 'classifier'
+  pair = (spec.dataset, tspec.dataset)
+  truth = FLAGS.truth if FLAGS.truth is not None else pair == TRUTH_PAIR
+  cli.require(not truth or pair == TRUTH_PAIR,
+              f'--truth: only the built-in pair faces -> faces_expr can be drawn, not '
+              f'{pair[0]} -> {pair[1]}')
+  faces_by_image = None
+  if truth:
+    builder = registry.get_builder('faces', FLAGS.data_dir or loaded.cfg.data.data_dir,
+                                   loaded.image_size)
+    faces_by_image = test_faces(builder.builder_config)
   names = [g for g, _ in source_groups(spec, np.zeros((1, spec.c_dim)))]
   hits = {g: np.zeros(tspec.c_dim) for g in names}
+  truth_hits = {g: np.zeros(tspec.c_dim) for g in names}
+  both = {g: np.zeros(tspec.c_dim) for g in names}  # G and the truth both read as the target
   counts = dict.fromkeys(names, 0)
-  all_hits, n = np.zeros(tspec.c_dim), 0
+  all_hits, all_truth, all_both, n = (np.zeros(tspec.c_dim), np.zeros(tspec.c_dim),
+                                      np.zeros(tspec.c_dim), 0)
   for batch in input_pipeline.eval_batches(dataset, 50, limit=FLAGS.limit):
     x, c_org = batch['image'], np.asarray(batch['label'], np.float32)
     groups = source_groups(spec, c_org)
@@ -86,6 +139,13 @@ def measure() -> dict:
       all_hits[k] += ok.sum()
       for g, member in groups:
         hits[g][k] += (ok & member).sum()
+      if truth:
+        t_ok = np.asarray(reader(truth_images(faces_by_image, x, k), c_trg, k), bool)
+        all_truth[k] += t_ok.sum()
+        all_both[k] += (t_ok & ok).sum()
+        for g, member in groups:
+          truth_hits[g][k] += (t_ok & member).sum()
+          both[g][k] += (t_ok & ok & member).sum()
     n += x.shape[0]
 
   def rates(h, count):
@@ -96,6 +156,15 @@ def measure() -> dict:
             'source': spec.dataset, 'target': tspec.dataset,
             'reader': reader_name,
             'all': rates(all_hits, n), 'by_source': {g: rates(hits[g], counts[g]) for g in names}}
+  if truth:  # the same reader on the drawn truth: the most it can read of these targets
+    def with_truth(t, b, count):
+      r = rates(t, count)
+      # of the translations whose perfect version the reader reads right, how many of G's it does
+      r['g_reached_where_truth_read'] = float(b.sum() / max(t.sum(), 1))
+      return r
+    result['truth'] = {'all': with_truth(all_truth, all_both, n),
+                       'by_source': {g: with_truth(truth_hits[g], both[g], counts[g])
+                                     for g in names}}
   out = FLAGS.out or os.path.join(loaded.run_dir, 'experiments')
   result['json'] = common.write_json(result, os.path.join(out, 'joint_cross_by_source.json'))
   return result
@@ -110,9 +179,17 @@ def main(args):
           f'{r["weights"]} G, step {r["step"]})')
   print(head)
   rows = [('all', r['all'])] + list(r['by_source'].items())
+  truth = r.get('truth')
+  if truth:
+    print('  (truth: the same faces drawn with the target expression, read by the same reader)')
   for g, m in rows:
     per = ' '.join(f'{t}:{v:.0%}' for t, v in m['per_domain'].items())
-    print(f'  {g:<16} {m["images"]:>5} images  target reached {m["target_reached"]:6.1%}  {per}')
+    line = f'  {g:<16} {m["images"]:>5} images  target reached {m["target_reached"]:6.1%}'
+    if truth:
+      t = truth['all'] if g == 'all' else truth['by_source'][g]
+      line += (f'  truth {t["target_reached"]:6.1%}  G where the truth reads right '
+               f'{t["g_reached_where_truth_read"]:6.1%}')
+    print(f'{line}  {per}')
   print(f'wrote {r["json"]}')
 
 

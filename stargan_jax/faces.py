@@ -270,15 +270,45 @@ def render(content: Content, size: int, hair: int, male: bool, young: bool,
   return c.result()
 
 
-def sample_attribute_example(rng: np.random.Generator, size: int):
-  """Returns (image, attributes) with attributes a 0/1 vector over ATTRIBUTE_NAMES."""
+@dataclasses.dataclass(frozen=True)
+class AttributeFace:
+  """Everything ``faces`` draws of one example: its content and its labels."""
+  content: Content
+  hair: int
+  male: bool
+  young: bool
+
+  def attributes(self) -> np.ndarray:
+    """The 0/1 vector over ATTRIBUTE_NAMES."""
+    attrs = np.zeros(len(ATTRIBUTE_NAMES), np.int64)
+    attrs[self.hair] = 1
+    attrs[3], attrs[4] = int(self.male), int(self.young)
+    return attrs
+
+  def render(self, size: int, expression: int | None = None) -> np.ndarray:
+    """The face as ``faces`` draws it, or with an expression of EXPRESSION_NAMES.
+
+    With an expression this is what a perfect translation of the face into
+    that ``faces_expr`` domain draws: the same face, hair, beard and wrinkles,
+    with the expression's brows and mouth.
+    """
+    if expression is None:
+      return render(self.content, size, self.hair, self.male, self.young)
+    brows, mouth = EXPRESSIONS[EXPRESSION_NAMES[expression]]
+    return render(self.content, size, self.hair, self.male, self.young, brows, mouth)
+
+
+def sample_attribute_face(rng: np.random.Generator) -> AttributeFace:
   content = sample_content(rng)
   hair = int(rng.integers(3))
   male, young = bool(rng.integers(2)), bool(rng.integers(2))
-  attrs = np.zeros(len(ATTRIBUTE_NAMES), np.int64)
-  attrs[hair] = 1
-  attrs[3], attrs[4] = int(male), int(young)
-  return render(content, size, hair, male, young), attrs
+  return AttributeFace(content, hair, male, young)
+
+
+def sample_attribute_example(rng: np.random.Generator, size: int):
+  """Returns (image, attributes) with attributes a 0/1 vector over ATTRIBUTE_NAMES."""
+  face = sample_attribute_face(rng)
+  return face.render(size), face.attributes()
 
 
 def sample_expression_example(rng: np.random.Generator, size: int):

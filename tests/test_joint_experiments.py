@@ -92,6 +92,11 @@ def test_cross_by_source_splits_reach_by_the_sources_labels(runs, tmp_path, caps
   result = json.load(open(tmp_path / 'joint_cross_by_source.json'))
   assert set(result['by_source']) == {'solid', 'hstripes', 'vstripes', 'checker'}
   assert sum(g['images'] for g in result['by_source'].values()) == 8
+  assert 'truth' not in result  # only the built-in faces pair can be drawn
+  assert joint_cross_by_source.main([f'--workdir={jnt}', '--truth', '--limit=8',
+                                     f'--out={tmp_path}']) == 2
+  assert ('--truth: only the built-in pair faces -> faces_expr can be drawn, not procedural'
+          ' -> procedural_classes') in capsys.readouterr().err
   assert joint_cross_by_source.main([f'--workdir={sng}', f'--out={tmp_path}']) == 2
   assert 'cross-dataset needs a joint model' in capsys.readouterr().err
   assert joint_cross_by_source.main([f'--workdir={jnt}', '--reader=classifier',

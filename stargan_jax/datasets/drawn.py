@@ -67,6 +67,14 @@ def faces_config(kind: str = 'attributes', image_size: int = 32, num_train: int 
   return _config('faces', FACES_KINDS, kind, image_size, num_train, num_test, seed)
 
 
+SPLITS = ('train', 'test')  # split_id -> name
+
+
+def example_rng(cfg: DrawnConfig, split_id: int, i: int) -> np.random.Generator:
+  """The RNG example i of split ``SPLITS[split_id]`` is drawn from."""
+  return np.random.default_rng([cfg.seed, split_id, i])
+
+
 class DrawnDataset(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """A dataset drawn from a seed: 'attributes' configs or one-hot classes.
 
@@ -109,8 +117,8 @@ class DrawnDataset(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _generate_examples(self, split_id: int, count: int):
     cfg = self.builder_config
     for i in range(count):
-      rng = np.random.default_rng([cfg.seed, split_id, i])
-      name = f'{"train" if split_id == 0 else "test"}_{i:06d}.png'
+      rng = example_rng(cfg, split_id, i)
+      name = f'{SPLITS[split_id]}_{i:06d}.png'
       if cfg.kind == 'attributes':
         image, attrs = self.sample_attributes(rng, cfg.image_size)
         extra = {'attributes': dict(zip(self.ATTRIBUTE_NAMES, attrs.astype(np.int32)))}
