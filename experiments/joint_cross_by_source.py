@@ -34,14 +34,12 @@ import numpy as np
 from absl import flags
 
 from experiments import common
+from experiments import drawn_truth
 from experiments import joint_common
 from stargan_jax import cli
-from stargan_jax import faces
 from stargan_jax import inference
 from stargan_jax import input_pipeline
 from stargan_jax import labels as labels_lib
-from stargan_jax.datasets import drawn
-from stargan_jax.datasets import registry
 
 PROG = 'python -m experiments.joint_cross_by_source'
 FLAGS = cli.flag_values()
@@ -72,31 +70,7 @@ def source_groups(spec: labels_lib.DomainSpec, c_org: np.ndarray) -> list[tuple[
   return [(f'{name}={v}', c_org[:, k] == v) for k, name in enumerate(spec.names) for v in (1, 0)]
 
 
-TRUTH_PAIR = ('faces', 'faces_expr')  # (source, target) the builder can draw the truth of
-
-
-def test_faces(config: drawn.DrawnConfig) -> dict[bytes, faces.AttributeFace]:
-  """The ``faces`` test split as the builder drew it: image bytes -> the face drawn."""
-  test = drawn.SPLITS.index('test')
-  out = {}
-  for i in range(config.num_test):
-    face = faces.sample_attribute_face(drawn.example_rng(config, test, i))
-    out[face.render(config.image_size).tobytes()] = face
-  return out
-
-
-def truth_images(faces_by_image: dict[bytes, faces.AttributeFace], x: np.ndarray,
-                 expression: int) -> np.ndarray:
-  """The faces of batch ``x`` (floats in [-1, 1]) drawn with ``expression``, as floats."""
-  u8 = np.round((np.asarray(x, np.float32) + 1.0) * 127.5).astype(np.uint8)
-  out = []
-  for img in u8:
-    face = faces_by_image.get(img.tobytes())
-    if face is None:
-      raise cli.UserError('--truth: a test image of faces is not one the faces builder draws '
-                          'at this size (a dataset built by another version?); pass --notruth')
-    out.append(face.render(img.shape[0], expression))
-  return np.stack(out).astype(np.float32) / 127.5 - 1.0
+TRUTH_PAIR = (drawn_truth.SOURCE, 'faces_expr')  # (source, target) the truth is drawn for
 
 
 def measure() -> dict:
@@ -118,9 +92,8 @@ def measure() -> dict:
               f'{pair[0]} -> {pair[1]}')
   faces_by_image = None
   if truth:
-    builder = registry.get_builder('faces', FLAGS.data_dir or loaded.cfg.data.data_dir,
-                                   loaded.image_size)
-    faces_by_image = test_faces(builder.builder_config)
+    faces_by_image = drawn_truth.run_test_faces(FLAGS.data_dir or loaded.cfg.data.data_dir,
+                                                loaded.image_size)
   names = [g for g, _ in source_groups(spec, np.zeros((1, spec.c_dim)))]
   hits = {g: np.zeros(tspec.c_dim) for g in names}
   truth_hits = {g: np.zeros(tspec.c_dim) for g in names}
@@ -140,7 +113,8 @@ def measure() -> dict:
       for g, member in groups:
         hits[g][k] += (ok & member).sum()
       if truth:
-        t_ok = np.asarray(reader(truth_images(faces_by_image, x, k), c_trg, k), bool)
+        t = drawn_truth.truth_images(faces_by_image, x, tspec, c_trg)
+        t_ok = np.asarray(reader(t, c_trg, k), bool)
         all_truth[k] += t_ok.sum()
         all_both[k] += (t_ok & ok).sum()
         for g, member in groups:

@@ -24,6 +24,13 @@ cycle over the grid's columns of every dataset (own targets and cross-dataset
 ones, e.g. a face of ``faces`` given an expression of ``faces_expr``), and their
 FID is read against that source dataset's real images, since a translation keeps
 its source's faces. The pixel readers are then given per target dataset.
+
+``--truth`` adds, for the built-in ``faces`` source, the FID of the same
+translations drawn by the builder itself (each test face redrawn with its
+column's labels, ``experiments/drawn_truth.py``): what a perfect G scores.
+Translations that add what the real images never show (an expression on
+``faces``' all-neutral faces) are far from them even when perfect, so this,
+not the floor, is the least a G can score on such targets.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import sys
 import numpy as np
 from absl import flags
 
+from experiments import drawn_truth
 from stargan_jax import cli
 from stargan_jax import inference
 from stargan_jax.evaluation import fid as fid_lib
@@ -51,22 +59,31 @@ flags.DEFINE_list('weights', ['raw', 'ema'], "G's weights to score: raw, ema (wh
 flags.DEFINE_bool('identity', False, "Also the FID of G(x, c_org), each test image 'translated' "
                   'into its own labels: what G changes where nothing should change.',
                   flag_values=FLAGS)
+flags.DEFINE_bool('truth', False, "Also the FID of a perfect G's translations: the built-in "
+                  "faces source's test faces drawn with the same targets (other sources: "
+                  'not drawn).', flag_values=FLAGS)
 flags.DEFINE_string('inception_weights', None, 'As evaluate --inception_weights.',
                     flag_values=FLAGS)
 
 
+def target_labels(layout, source: int, c_org: np.ndarray) -> list[tuple[int, np.ndarray]]:
+  """(dataset, its labels) of the test grid's columns for images of ``source``, every dataset's."""
+  return [(t, c) for t in range(layout.num_datasets) for c in layout.test_targets(t, source, c_org)]
+
+
 def target_columns(layout, source: int, c_org: np.ndarray) -> list[np.ndarray]:
   """G's labels of the test grid's columns for images of dataset ``source``, every dataset's."""
-  return [layout.embed(t, c) for t in range(layout.num_datasets)
-          for c in layout.test_targets(t, source, c_org)]
+  return [layout.embed(t, c) for t, c in target_labels(layout, source, c_org)]
 
 
 def one_target_translations(loaded: inference.LoadedModel, dataset, n: int,
                             batch_size: int, source: int = 0,
-                            identity: bool = False) -> np.ndarray:
+                            identity: bool = False, truth=None) -> np.ndarray:
   """uint8 translations of the first ``n`` test images, each into one target column.
 
-  ``identity``: each into its own labels instead (G(x, c_org)).
+  ``identity``: each into its own labels instead (G(x, c_org)). ``truth``
+  (``drawn_truth.run_test_faces``' faces): the builder's drawings of the same
+  translations instead of G's.
   """
   from stargan_jax import input_pipeline
   out = []
@@ -76,16 +93,24 @@ def one_target_translations(loaded: inference.LoadedModel, dataset, n: int,
     if identity:
       c = loaded.layout.embed(source, c_org)
     else:
-      columns = target_columns(loaded.layout, source, c_org)
-      col = (seen + np.arange(x.shape[0])) % len(columns)
-      c = np.stack([columns[k][i] for i, k in enumerate(col)])
-    out.append(fid_lib.to_pixels(loaded.translate_batched(x, c, batch_size)))
+      labels = target_labels(loaded.layout, source, c_org)
+      col = (seen + np.arange(x.shape[0])) % len(labels)
+      c = np.stack([loaded.layout.embed(labels[k][0], labels[k][1][i:i + 1])[0]
+                    for i, k in enumerate(col)])
+    if truth is not None:
+      picked = [labels[k] for k in col]
+      y = np.concatenate([drawn_truth.truth_images(
+          truth, x[i:i + 1], loaded.layout.specs[t], c_t[i:i + 1])
+          for i, (t, c_t) in enumerate(picked)])
+    else:
+      y = loaded.translate_batched(x, c, batch_size)
+    out.append(fid_lib.to_pixels(y))
     seen += x.shape[0]
   return np.concatenate(out)
 
 
 def score(workdir: str, n: int, batch_size: int, extractor,
-          identity: bool = False, weights=('raw', 'ema')) -> list[dict]:
+          identity: bool = False, weights=('raw', 'ema'), truth: bool = False) -> list[dict]:
   rows = []
   for use_ema in [w == 'ema' for w in ('raw', 'ema') if w in weights]:
     loaded = inference.load_model(workdir, use_ema=use_ema)
@@ -106,6 +131,11 @@ def score(workdir: str, n: int, batch_size: int, extractor,
       if identity:
         row['identity_fid'] = ref.fid(extractor(one_target_translations(
             loaded, d, n, batch_size, source=s, identity=True)))
+      if truth and d.name == drawn_truth.SOURCE and all(
+          spec.dataset in drawn_truth.TARGETS for spec in loaded.layout.specs):
+        faces_by_image = drawn_truth.run_test_faces(loaded.cfg.data.data_dir, loaded.image_size)
+        row['truth_fid'] = ref.fid(extractor(one_target_translations(
+            loaded, d, n, batch_size, source=s, truth=faces_by_image)))
       if acc is not None:
         per_target = acc[d.name]
         total = sum(a['translations'] for a in per_target.values())
@@ -130,6 +160,12 @@ def _pct(row, key):
   return f'{100 * row[key]:.1f}%'
 
 
+def _truth_cell(row) -> str:
+  if 'truth_fid' not in row:
+    return ' not drawn |'
+  return f" {row['truth_fid']:.1f} ({row['truth_fid'] / row['floor']:.1f}x) |"
+
+
 @cli.command(FLAGS, 'python -m experiments.realism_check')
 def main(args):
   del args
@@ -141,10 +177,13 @@ def main(args):
   extractor = inception.FeatureExtractor(FLAGS.inception_weights, batch_size=FLAGS.batch_size)
   rows = []
   print('| run | step | weights | target reached | content preserved | FID | floor | '
-        'FID / floor |' + (' identity FID / floor |' if FLAGS.identity else ''))
-  print('|---|---|---|---|---|---|---|---|' + ('---|' if FLAGS.identity else ''))
+        'FID / floor |' + (' identity FID / floor |' if FLAGS.identity else '') +
+        (' perfect G: FID / floor |' if FLAGS.truth else ''))
+  print('|---|---|---|---|---|---|---|---|' + ('---|' if FLAGS.identity else '') +
+        ('---|' if FLAGS.truth else ''))
   for w in FLAGS.workdirs:
-    for row in score(w, FLAGS.n, FLAGS.batch_size, extractor, FLAGS.identity, FLAGS.weights):
+    for row in score(w, FLAGS.n, FLAGS.batch_size, extractor, FLAGS.identity, FLAGS.weights,
+                     FLAGS.truth):
       rows.append(row)
       name = os.path.basename(os.path.normpath(w))
       if row['joint']:
@@ -152,8 +191,8 @@ def main(args):
       print(f"| {name} | {row['step']} | {row['weights']} | "
             f"{_pct(row, 'target')} | {_pct(row, 'content')} | {row['fid']:.1f} | "
             f"{row['floor']:.2f} | {row['fid_over_floor']:.1f}x |" +
-            (f" {row['identity_fid']:.1f} / {row['floor']:.2f} |" if FLAGS.identity else ''),
-            flush=True)
+            (f" {row['identity_fid']:.1f} / {row['floor']:.2f} |" if FLAGS.identity else '') +
+            (_truth_cell(row) if FLAGS.truth else ''), flush=True)
   if FLAGS.out:
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
     with open(FLAGS.out, 'w') as f:

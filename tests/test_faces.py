@@ -263,11 +263,12 @@ def test_truth_of_cross_dataset_translations(tiny_faces_dir):
   # experiments/joint_cross_by_source --truth: every stored test face is found
   # among the builder's drawings, and its drawing with an expression is the
   # same face with that expression's brows and mouth.
-  from experiments import joint_cross_by_source as jcs
+  from experiments import drawn_truth
   from stargan_jax import cli
   d, _ = tiny_faces_dir
   ds = input_pipeline.open_dataset('faces', d, 32)
-  by_image = jcs.test_faces(registry.get_builder('faces', d, 32).builder_config)
+  expr = input_pipeline.open_dataset('faces_expr', d, 32).spec
+  by_image = drawn_truth.run_test_faces(d, 32)
   assert len(by_image) == 40
   batch = next(input_pipeline.eval_batches(ds, 40))
   x = np.asarray(batch['image'])
@@ -275,10 +276,13 @@ def test_truth_of_cross_dataset_translations(tiny_faces_dir):
   assert [tuple(by_image[img.tobytes()].attributes()) for img in u8] == [
       tuple(lab.astype(int)) for lab in batch['label']]
   neutral = faces.EXPRESSION_NAMES.index('neutral')  # flat brows and a line: the faces' own
-  np.testing.assert_array_equal(jcs.truth_images(by_image, x, neutral), x)
+  def one_hot(k):
+    return np.eye(len(faces.EXPRESSION_NAMES))[[k] * len(x)]
+
+  np.testing.assert_array_equal(drawn_truth.truth_images(by_image, x, expr, one_hot(neutral)), x)
   reads = []
   for k in range(len(faces.EXPRESSION_NAMES)):
-    t = jcs.truth_images(by_image, x, k)
+    t = drawn_truth.truth_images(by_image, x, expr, one_hot(k))
     changed = np.abs(t - x).max(-1) > 0
     if k != neutral:
       assert changed.any(axis=(1, 2)).all()
@@ -287,7 +291,49 @@ def test_truth_of_cross_dataset_translations(tiny_faces_dir):
     reads += [faces.read_expression(img) == k for img in t]
   assert np.mean(reads) >= 0.8  # the readers on sharp attribute faces at 32 px (README: 92%)
   with pytest.raises(cli.UserError, match='not one the faces builder draws'):
-    jcs.truth_images(by_image, -x, 0)
+    drawn_truth.truth_images(by_image, -x, expr, one_hot(0))
+  # faces labels: the source's own labels give the source; each test grid column
+  # is that face redrawn with the column's hair, beard or wrinkles, read back so
+  labels = np.asarray(batch['label'])
+  np.testing.assert_array_equal(drawn_truth.truth_images(by_image, x, ds.spec, labels), x)
+  for c in ds.spec.test_targets(labels):
+    t = drawn_truth.truth_images(by_image, x, ds.spec, c)
+    assert np.mean([np.array_equal(faces.read_attributes(img), lab)
+                    for img, lab in zip(t, c.astype(int))]) >= 0.95
+  picked = labels_lib.DomainSpec('faces', ('Male',))  # a subset: the rest stays the face's
+  t = drawn_truth.truth_images(by_image, x, picked, 1 - labels[:, 3:4])
+  flipped = labels.copy()
+  flipped[:, 3] = 1 - flipped[:, 3]
+  np.testing.assert_array_equal(t, drawn_truth.truth_images(by_image, x, ds.spec, flipped))
+
+
+def test_realism_check_draws_a_perfect_g(tiny_faces_dir):
+  # realism_check --truth: the same column per test image as G's translations,
+  # drawn by the builder instead of G.
+  import types
+  from experiments import drawn_truth, realism_check
+  d, _ = tiny_faces_dir
+  ds = input_pipeline.open_dataset('faces', d, 32)
+  expr = input_pipeline.open_dataset('faces_expr', d, 32).spec
+  layout = labels_lib.LabelLayout((ds.spec, expr))
+
+  def no_g(*args):
+    raise AssertionError('the truth must not call G')
+
+  loaded = types.SimpleNamespace(layout=layout, translate_batched=no_g)
+  by_image = drawn_truth.run_test_faces(d, 32)
+  out = realism_check.one_target_translations(loaded, ds, 26, 8, truth=by_image)
+  assert out.shape == (26, 32, 32, 3) and out.dtype == np.uint8
+  x = np.concatenate([b['image'] for b in input_pipeline.eval_batches(ds, 8, limit=26)])
+  labels = np.concatenate([b['label'] for b in input_pipeline.eval_batches(ds, 8, limit=26)])
+  neutral = 5 + faces.EXPRESSION_NAMES.index('neutral')  # 5 faces columns, then 8 expressions
+  for i in range(26):
+    t, c = realism_check.target_labels(layout, 0, labels[i:i + 1])[i % 13]
+    src = np.round((x[i] + 1) * 127.5).astype(np.uint8)
+    want = drawn_truth.draw(by_image[src.tobytes()], 32, layout.specs[t], c[0])
+    np.testing.assert_array_equal(out[i], want)
+    if i % 13 == neutral or i % 13 in (3, 4):  # the faces' own expression; Male, Young flipped
+      assert np.array_equal(out[i], src) == (i % 13 == neutral)
 
 
 def test_attribute_face_draws_the_example():
