@@ -20,6 +20,7 @@ from stargan_jax import faces
 from stargan_jax import labels as labels_lib
 from stargan_jax.datasets import drawn
 from stargan_jax.datasets import registry
+from stargan_jax.evaluation import fid
 
 SOURCE = 'faces'  # the dataset whose test faces can be drawn again
 TARGETS = ('faces', 'faces_expr')  # the datasets whose labels they can be drawn with
@@ -42,9 +43,8 @@ def run_test_faces(data_dir: str, image_size: int) -> dict[bytes, faces.Attribut
 
 def faces_of(faces_by_image: dict[bytes, faces.AttributeFace], x) -> list[faces.AttributeFace]:
   """The drawn face of every image of batch ``x`` (floats in [-1, 1], as the pipeline gives)."""
-  u8 = np.round((np.asarray(x, np.float32) + 1.0) * 127.5).astype(np.uint8)
   out = []
-  for img in u8:
+  for img in fid.to_pixels(x):
     face = faces_by_image.get(img.tobytes())
     if face is None:
       raise cli.UserError('--truth: a test image of faces is not one the faces builder draws '
@@ -77,9 +77,18 @@ def draw(face: faces.AttributeFace, size: int, spec: labels_lib.DomainSpec,
   return dataclasses.replace(face, hair=hair, male=male, young=young).render(size)
 
 
+def as_floats(images: list[np.ndarray]) -> np.ndarray:
+  """uint8 drawings -> a batch of floats in [-1, 1], as G's translations are."""
+  return np.stack(images).astype(np.float32) / 127.5 - 1.0
+
+
 def truth_images(faces_by_image: dict[bytes, faces.AttributeFace], x,
-                 spec: labels_lib.DomainSpec, c_trg) -> np.ndarray:
-  """The faces of batch ``x`` drawn with targets ``c_trg`` of ``spec``, floats in [-1, 1]."""
+                 spec: labels_lib.DomainSpec, c_trg, batch_faces=None) -> np.ndarray:
+  """The faces of batch ``x`` drawn with targets ``c_trg`` of ``spec``, floats in [-1, 1].
+
+  ``batch_faces``: ``faces_of(faces_by_image, x)`` when the caller already has it.
+  """
+  if batch_faces is None:
+    batch_faces = faces_of(faces_by_image, x)
   size = np.asarray(x).shape[1]
-  out = [draw(f, size, spec, c) for f, c in zip(faces_of(faces_by_image, x), np.asarray(c_trg))]
-  return np.stack(out).astype(np.float32) / 127.5 - 1.0
+  return as_floats([draw(f, size, spec, c) for f, c in zip(batch_faces, np.asarray(c_trg))])

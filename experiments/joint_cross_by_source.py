@@ -104,6 +104,7 @@ def measure() -> dict:
   for batch in input_pipeline.eval_batches(dataset, 50, limit=FLAGS.limit):
     x, c_org = batch['image'], np.asarray(batch['label'], np.float32)
     groups = source_groups(spec, c_org)
+    batch_faces = drawn_truth.faces_of(faces_by_image, x) if truth else None
     for g, member in groups:
       counts[g] += int(member.sum())
     for k, c_trg in enumerate(layout.test_targets(tgt, src, c_org)):
@@ -113,7 +114,7 @@ def measure() -> dict:
       for g, member in groups:
         hits[g][k] += (ok & member).sum()
       if truth:
-        t = drawn_truth.truth_images(faces_by_image, x, tspec, c_trg)
+        t = drawn_truth.truth_images(faces_by_image, x, tspec, c_trg, batch_faces)
         t_ok = np.asarray(reader(t, c_trg, k), bool)
         all_truth[k] += t_ok.sum()
         all_both[k] += (t_ok & ok).sum()

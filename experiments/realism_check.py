@@ -91,19 +91,18 @@ def one_target_translations(loaded: inference.LoadedModel, dataset, n: int,
   for batch in input_pipeline.eval_batches(dataset, batch_size, limit=n):
     x, c_org = np.asarray(batch['image'], np.float32), np.asarray(batch['label'], np.float32)
     if identity:
-      c = loaded.layout.embed(source, c_org)
+      y = loaded.translate_batched(x, loaded.layout.embed(source, c_org), batch_size)
     else:
       labels = target_labels(loaded.layout, source, c_org)
       col = (seen + np.arange(x.shape[0])) % len(labels)
-      c = np.stack([loaded.layout.embed(labels[k][0], labels[k][1][i:i + 1])[0]
-                    for i, k in enumerate(col)])
-    if truth is not None:
-      picked = [labels[k] for k in col]
-      y = np.concatenate([drawn_truth.truth_images(
-          truth, x[i:i + 1], loaded.layout.specs[t], c_t[i:i + 1])
-          for i, (t, c_t) in enumerate(picked)])
-    else:
-      y = loaded.translate_batched(x, c, batch_size)
+      if truth is None:
+        columns = [loaded.layout.embed(t, c) for t, c in labels]
+        y = loaded.translate_batched(x, np.stack([columns[k][i] for i, k in enumerate(col)]),
+                                     batch_size)
+      else:
+        y = drawn_truth.as_floats([
+            drawn_truth.draw(face, x.shape[1], loaded.layout.specs[labels[k][0]], labels[k][1][i])
+            for i, (face, k) in enumerate(zip(drawn_truth.faces_of(truth, x), col))])
     out.append(fid_lib.to_pixels(y))
     seen += x.shape[0]
   return np.concatenate(out)
@@ -112,6 +111,7 @@ def one_target_translations(loaded: inference.LoadedModel, dataset, n: int,
 def score(workdir: str, n: int, batch_size: int, extractor,
           identity: bool = False, weights=('raw', 'ema'), truth: bool = False) -> list[dict]:
   rows = []
+  faces_by_image = None  # the drawn test faces (--truth), the same for both weights
   for use_ema in [w == 'ema' for w in ('raw', 'ema') if w in weights]:
     loaded = inference.load_model(workdir, use_ema=use_ema)
     if use_ema and loaded.g_ema_params is None:
@@ -133,7 +133,9 @@ def score(workdir: str, n: int, batch_size: int, extractor,
             loaded, d, n, batch_size, source=s, identity=True)))
       if truth and d.name == drawn_truth.SOURCE and all(
           spec.dataset in drawn_truth.TARGETS for spec in loaded.layout.specs):
-        faces_by_image = drawn_truth.run_test_faces(loaded.cfg.data.data_dir, loaded.image_size)
+        if faces_by_image is None:
+          faces_by_image = drawn_truth.run_test_faces(loaded.cfg.data.data_dir,
+                                                      loaded.image_size)
         row['truth_fid'] = ref.fid(extractor(one_target_translations(
             loaded, d, n, batch_size, source=s, truth=faces_by_image)))
       if acc is not None:
