@@ -10,6 +10,7 @@ from stargan_jax import faces
 from stargan_jax import input_pipeline
 from stargan_jax import labels as labels_lib
 from stargan_jax.datasets import drawn, registry
+from stargan_jax.evaluation import fid
 from stargan_jax.evaluation import pixels
 
 # Images per size for the reader tests, and the lowest rate each must reach.
@@ -272,8 +273,7 @@ def test_truth_of_cross_dataset_translations(tiny_faces_dir):
   assert len(by_image) == 40
   batch = next(input_pipeline.eval_batches(ds, 40))
   x = np.asarray(batch['image'])
-  u8 = np.round((x + 1) * 127.5).astype(np.uint8)
-  assert [tuple(by_image[img.tobytes()].attributes()) for img in u8] == [
+  assert [tuple(by_image[img.tobytes()].attributes()) for img in fid.to_pixels(x)] == [
       tuple(lab.astype(int)) for lab in batch['label']]
   neutral = faces.EXPRESSION_NAMES.index('neutral')  # flat brows and a line: the faces' own
   def one_hot(k):
@@ -329,7 +329,7 @@ def test_realism_check_draws_a_perfect_g(tiny_faces_dir):
   neutral = 5 + faces.EXPRESSION_NAMES.index('neutral')  # 5 faces columns, then 8 expressions
   for i in range(26):
     t, c = realism_check.target_labels(layout, 0, labels[i:i + 1])[i % 13]
-    src = np.round((x[i] + 1) * 127.5).astype(np.uint8)
+    src = fid.to_pixels(x[i])
     want = drawn_truth.draw(by_image[src.tobytes()], 32, layout.specs[t], c[0])
     np.testing.assert_array_equal(out[i], want)
     if i % 13 == neutral or i % 13 in (3, 4):  # the faces' own expression; Male, Young flipped
