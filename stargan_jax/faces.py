@@ -88,6 +88,7 @@ _EYE_V, _EYE_U = -0.08, 0.38
 _MOUTH_V, _MOUTH_A = 0.47, 0.40  # mouth centre and half-width
 _BEARD_TOP = 0.30
 _WRINKLES_V = (-0.69, -0.55)
+_WRINKLE_BEND, _WRINKLE_HALF_WIDTH = 0.05, 0.45  # each wrinkle's ends lie this much lower; |u| reach
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,7 +252,8 @@ def render(content: Content, size: int, hair: int, male: bool, young: bool,
   c.paint(face & cap & (v < _hairline(u)), colour)  # the fringe
   if not young:
     for wv in _WRINKLES_V:
-      c.paint(c.stroke(_curve(lambda uu, wv=wv: wv + 0.05 * (uu / 0.45) ** 2, 0.45), 0.10),
+      bend = lambda uu, wv=wv: wv + _WRINKLE_BEND * (uu / _WRINKLE_HALF_WIDTH) ** 2
+      c.paint(c.stroke(_curve(bend, _WRINKLE_HALF_WIDTH), 0.10),
               skin * _WRINKLE)
     for side in (-1.0, 1.0):
       c.paint(c.stroke([(side * 0.24, 0.16), (side * 0.47, 0.44)], 0.07), skin * _WRINKLE)
@@ -810,6 +812,38 @@ def _open_mouth_darkness(img: np.ndarray, sm: np.ndarray, face: Face, box: np.nd
   return float(_darkness(mean, face)[red].max()) / _open_darkness(face)
 
 
+# Reading brows under forehead wrinkles at 32 px (face units, darkness 0..1).
+_WRINKLE_ROWS_V = -0.40  # rows above this may hold the lower wrinkle; the brows' inner ends lie below
+_BETWEEN_BROWS_U = 0.12  # columns within this of the centre: between the brows' inner ends
+_WRINKLE_GATE = (0.10, 0.18)  # the upper wrinkle's mean darkness: from none to wrinkles
+
+
+def _without_wrinkles(dark: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+  """``dark`` less the lower forehead wrinkle, where the face has wrinkles.
+
+  That wrinkle crosses the face (|u| up to 0.45) just above the brows, so it
+  darkens the brows' inner halves and not their outer ones and pulls the
+  measured slope of every brow towards "worried": a frown under wrinkles read
+  as level (angry as neutral, disgusted as sad). The brows never reach the
+  columns between their inner ends, which the wrinkle darkens as much as
+  any: each upper row's darkness there, followed along the wrinkle's bend, is
+  taken away from the row. Only as far as the upper wrinkle, far above any
+  brow, is there: a blurred brow reaches the columns between the brows too.
+  """
+  centre = np.abs(u) < _BETWEEN_BROWS_U
+  counts = centre.sum(1)
+  rows = np.where(counts > 0, (dark * centre).sum(1) / np.maximum(counts, 1), 0.0)
+  rows = np.where(v[:, 0] < _WRINKLE_ROWS_V, rows, 0.0)
+  # The wrinkle bends down towards its ends (the drawing's curve): follow it.
+  bend = _WRINKLE_BEND * (np.minimum(np.abs(u), _WRINKLE_HALF_WIDTH) / _WRINKLE_HALF_WIDTH) ** 2
+  wrinkle = np.interp(v - bend, v[:, 0], rows, left=0.0, right=0.0)
+  wrinkle = np.where(np.abs(u) <= _WRINKLE_HALF_WIDTH + 0.05, wrinkle, 0.0)
+  upper = (np.abs(u) < 0.2) & (np.abs(v - _WRINKLES_V[0]) < 0.07)
+  evidence = dark[upper].mean() if upper.any() else 0.0
+  weight = np.clip((evidence - _WRINKLE_GATE[0]) / (_WRINKLE_GATE[1] - _WRINKLE_GATE[0]), 0.0, 1.0)
+  return np.clip(dark - weight * wrinkle, 0.0, None)
+
+
 def expression_features(image) -> dict | None:
   """Brow and mouth measurements in face units (None: no face found)."""
   # The lips' centroid moves a little with the mouth's shape, but the
@@ -820,14 +854,17 @@ def expression_features(image) -> dict | None:
     return None
   img, face, sm = found
   size = img.shape[0]
-  dark = np.clip(_darkness(sm, face) - 0.15, 0.0, None)
+  u, v = _face_coords(face, size)
+  dark = _darkness(sm, face)
   if size >= _OPEN_SMALL_SIZE:
     # Forehead wrinkles (on the attribute faces) are dark skin and would pull
     # the brows' heights; the brows are a cool grey that skin mixed with them
     # never matches. At 32 px a brow is one pixel, mixed with skin, and this
-    # would drop it with the wrinkles.
+    # would drop it with the wrinkles: there they are taken away by where they lie.
     dark = dark * ~_own_skin_mask(sm, face.skin)
-  u, v = _face_coords(face, size)
+  else:
+    dark = _without_wrinkles(dark, u, v)
+  dark = np.clip(dark - 0.15, 0.0, None)
   # Brows: per side, the dark pixels' mean height over the inner and outer halves.
   brow_inner = _centroid(dark * _region(face, size, 0.1, 0.42, -0.62, -0.2, mirror=True), v)
   brow_outer = _centroid(dark * _region(face, size, 0.42, 0.75, -0.62, -0.2, mirror=True), v)
