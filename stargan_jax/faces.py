@@ -860,14 +860,20 @@ def expression_features(image) -> dict | None:
     # Forehead wrinkles (on the attribute faces) are dark skin and would pull
     # the brows' heights; the brows are a cool grey that skin mixed with them
     # never matches. At 32 px a brow is one pixel, mixed with skin, and this
-    # would drop it with the wrinkles: there they are taken away by where they lie.
+    # would drop it with the wrinkles: there the frown is read with them
+    # taken away by where they lie (``frown_slope``).
     dark = dark * ~_own_skin_mask(sm, face.skin)
-  else:
-    dark = _without_wrinkles(dark, u, v)
-  dark = np.clip(dark - 0.15, 0.0, None)
-  # Brows: per side, the dark pixels' mean height over the inner and outer halves.
-  brow_inner = _centroid(dark * _region(face, size, 0.1, 0.42, -0.62, -0.2, mirror=True), v)
-  brow_outer = _centroid(dark * _region(face, size, 0.42, 0.75, -0.62, -0.2, mirror=True), v)
+
+  def slope_and_height(d):
+    # Per side, the dark pixels' mean height over the brows' inner and outer halves.
+    d = np.clip(d - 0.15, 0.0, None)
+    inner = _centroid(d * _region(face, size, 0.1, 0.42, -0.62, -0.2, mirror=True), v)
+    outer = _centroid(d * _region(face, size, 0.42, 0.75, -0.62, -0.2, mirror=True), v)
+    return outer - inner, 0.5 * (inner + outer)
+
+  brow_slope, brow_height = slope_and_height(dark)
+  frown_slope = (brow_slope if size >= _OPEN_SMALL_SIZE
+                 else slope_and_height(_without_wrinkles(dark, u, v))[0])
   # Mouth: heights of its red pixels (lips and the open mouth are far redder
   # than skin, hair or beard) in the left, middle and right thirds.
   # Generous: only the lips and the open mouth are red.
@@ -880,8 +886,13 @@ def expression_features(image) -> dict | None:
   spread_u = float(np.sqrt(max(_centroid(wm, u ** 2), 0.0)))
   return {
       'face': face,
-      'brow_height': 0.5 * (brow_inner + brow_outer),
-      'brow_slope': brow_outer - brow_inner,  # > 0: inner ends raised
+      'brow_height': brow_height,
+      'brow_slope': brow_slope,  # > 0: inner ends raised
+      # The slope with the lower forehead wrinkle taken away (32 px): it tells
+      # a frown under wrinkles. Only for that: raised brows lie where that
+      # wrinkle does, and on a generator's soft drawing taking it away takes
+      # them too (surprised then read as fearful).
+      'frown_slope': frown_slope,
       'mouth_lift': heights[1] - 0.5 * (heights[0] + heights[2]),  # > 0: corners up
       'mouth_asymmetry': abs(heights[0] - heights[2]),
       'mouth_mass': float(total / (size * size * face.rx * face.ry)),
@@ -933,7 +944,7 @@ def read_expression(image) -> int:
   if f is None:
     return -1
   mouth = classify_mouth(f, np.asarray(image).shape[0])
-  frown = f['brow_slope'] < -_BROW_SLOPE
+  frown = f['frown_slope'] < -_BROW_SLOPE
   name = {'smile': 'happy', 'smirk': 'contemptuous', 'round': 'surprised', 'wide': 'fearful',
           'line': 'angry' if frown else 'neutral',
           'down': 'disgusted' if frown else 'sad'}[mouth]

@@ -452,7 +452,7 @@ def test_expression_reader_reads_bearded_and_wrinkled_faces(size, n, rate):
 def test_frowning_brows_read_under_forehead_wrinkles():
   # angry and disgusted are the only frowns; on wrinkled faces at 32 px the
   # reader before read 30% of them (measured on 1,600 attribute faces: 90.6%
-  # of all expressions, 98.9% now). The same faces without wrinkles must read
+  # of all expressions, 99.1% now). The same faces without wrinkles must read
   # exactly as before: nothing is taken away where there are none.
   rng = np.random.default_rng(7)
   right, same = 0, 0
