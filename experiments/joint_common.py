@@ -86,6 +86,25 @@ def make_reader(loaded: inference.LoadedModel, dataset: int, classifier_dir: str
   return read
 
 
+def discriminator_reader(loaded: inference.LoadedModel, dataset: int):
+  """reader(images, c_trg, k) as ``make_reader``'s, read by the run's own D.
+
+  D's classification head on the dataset's slice of its outputs (argmax for
+  a categorical dataset, logit > 0 per attribute): the reader G was trained
+  against, so where it misreads a perfect translation, G was taught that
+  target wrongly there.
+  """
+  spec = loaded.layout.specs[dataset]
+  start, stop = loaded.layout.cls_slice(dataset)
+
+  def read(images, c_trg, k):
+    logits = loaded.classify_np(images)[:, start:stop]
+    if spec.kind == labels_lib.CATEGORICAL:
+      return logits.argmax(-1) == k
+    return (logits[:, k] > 0) == (np.asarray(c_trg)[:, k] > 0.5)
+  return read
+
+
 def content_kept(spec: labels_lib.DomainSpec, x, y, target: str | None = None) -> np.ndarray | None:
   """Content preserved per image of dataset ``spec`` translated into ``target``'s domains.
 

@@ -14,7 +14,9 @@ group far below the others names what the target dataset's faces lack.
 
 The reader is the target dataset's pixel readers where it has them
 (``--reader=auto``) or the domain classifier ``python -m stargan_jax.evaluate``
-saved (``--reader=classifier``, the Table 3 protocol; run evaluate first).
+saved (``--reader=classifier``, the Table 3 protocol; run evaluate first), or
+the run's own D (``--reader=discriminator``): the classifier G was trained
+against, which shows where G was taught a target wrongly.
 
 On the built-in pair (``faces`` into ``faces_expr``) each test face is also
 drawn with each target expression by the builder itself (``--truth``, on by
@@ -49,9 +51,10 @@ flags.DEFINE_string('source_dataset', None, "Dataset whose test images are trans
                     "(default: the run's first).", flag_values=FLAGS)
 flags.DEFINE_string('target_dataset', None, 'Dataset whose domains they are translated into '
                     '(default: the one after the source).', flag_values=FLAGS)
-flags.DEFINE_enum('reader', 'auto', ['auto', 'classifier'], "auto: the target dataset's pixel "
-                  "readers where it has them, else evaluate's classifier; classifier: "
-                  "evaluate's classifier.", flag_values=FLAGS)
+flags.DEFINE_enum('reader', 'auto', ['auto', 'classifier', 'discriminator'],
+                  "auto: the target dataset's pixel readers where it has them, else "
+                  "evaluate's classifier; classifier: evaluate's classifier; discriminator: "
+                  "the run's own D (what G was trained against).", flag_values=FLAGS)
 flags.DEFINE_string('data_dir', None, "TFDS data directory (default: the run's).",
                     flag_values=FLAGS)
 flags.DEFINE_boolean('truth', None, "Also read each face drawn with the target expression (a "
@@ -83,8 +86,11 @@ def measure() -> dict:
   spec, tspec = layout.specs[src], layout.specs[tgt]
   dataset = inference.open_datasets(loaded, FLAGS.data_dir)[src]
   pixels_first = FLAGS.reader == 'auto'
-  reader = joint_common.make_reader(loaded, tgt, FLAGS.classifier_dir, pixels_first)
-  reader_name = 'pixels' if joint_common.reads_pixels(tspec, pixels_first) else 'classifier'
+  if FLAGS.reader == 'discriminator':
+    reader, reader_name = joint_common.discriminator_reader(loaded, tgt), 'discriminator'
+  else:
+    reader = joint_common.make_reader(loaded, tgt, FLAGS.classifier_dir, pixels_first)
+    reader_name = 'pixels' if joint_common.reads_pixels(tspec, pixels_first) else 'classifier'
   pair = (spec.dataset, tspec.dataset)
   truth = FLAGS.truth if FLAGS.truth is not None else pair == TRUTH_PAIR
   cli.require(not truth or pair == TRUTH_PAIR,

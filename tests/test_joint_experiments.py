@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -67,7 +68,6 @@ def test_wrong_mask_writes_figure_and_numbers(runs, tmp_path, capsys):
 
 
 def test_cross_by_source_splits_reach_by_the_sources_labels(runs, tmp_path, capsys):
-  import numpy as np
   sng, jnt = runs
   assert joint_cross_by_source.main([f'--workdir={jnt}', '--limit=8', f'--out={tmp_path}']) == 0
   result = json.load(open(tmp_path / 'joint_cross_by_source.json'))
@@ -104,8 +104,32 @@ def test_cross_by_source_splits_reach_by_the_sources_labels(runs, tmp_path, caps
   assert 'no domain classifier' in capsys.readouterr().err
 
 
+def test_cross_by_source_reads_with_the_runs_own_discriminator(runs, tmp_path):
+  from experiments import joint_common
+  from stargan_jax import inference
+  _, jnt = runs
+  assert joint_cross_by_source.main([f'--workdir={jnt}', '--reader=discriminator', '--limit=8',
+                                     f'--out={tmp_path}']) == 0
+  result = json.load(open(tmp_path / 'joint_cross_by_source.json'))
+  assert result['reader'] == 'discriminator' and result['all']['images'] == 8
+  # The reader is D's classification head on each dataset's slice of its outputs.
+  loaded = inference.load_model(jnt)
+  rng = np.random.default_rng(0)
+  x = rng.uniform(-1, 1, (6, 32, 32, 3)).astype(np.float32)
+  logits = loaded.classify_np(x)
+  attrs, classes = loaded.layout.cls_slice(0), loaded.layout.cls_slice(1)
+  read = joint_common.discriminator_reader(loaded, 1)
+  for k in range(classes[1] - classes[0]):
+    np.testing.assert_array_equal(read(x, None, k),
+                                  logits[:, classes[0]:classes[1]].argmax(-1) == k)
+  read = joint_common.discriminator_reader(loaded, 0)
+  c = rng.integers(0, 2, (6, attrs[1] - attrs[0])).astype(np.float32)
+  for k in range(attrs[1] - attrs[0]):
+    np.testing.assert_array_equal(read(x, c, k),
+                                  (logits[:, attrs[0] + k] > 0) == (c[:, k] == 1))
+
+
 def test_cross_by_source_groups():
-  import numpy as np
   from stargan_jax import labels
   spec = labels.DomainSpec('a', ('x', 'y'))
   groups = joint_cross_by_source.source_groups(spec, np.array([[1, 0], [1, 1], [0, 0]]))
@@ -118,7 +142,6 @@ def test_cross_by_source_groups():
 
 
 def test_wrong_mask_moves_only_the_mask():
-  import numpy as np
   from stargan_jax import labels
   layout = labels.LabelLayout((labels.DomainSpec('a', ('x', 'y')),
                                labels.DomainSpec('b', ('p', 'q', 'r'), labels.CATEGORICAL)))
@@ -132,14 +155,12 @@ class _PixelFeatures:
   weights_sha1 = 'pixel-means-stand-in'
 
   def __call__(self, images):
-    import numpy as np
     x = np.asarray(images, np.float64)
     n, h, w, _ = x.shape
     return x.reshape(n, 2, h // 2, 2, w // 2, 3).mean(axis=(2, 4)).reshape(n, 12)
 
 
 def test_realism_check_scores_each_source_of_a_joint_run(runs, monkeypatch, tmp_path):
-  import numpy as np
   from experiments import realism_check
   from stargan_jax import inference
   monkeypatch.setenv('STARGAN_JAX_CACHE', str(tmp_path))
