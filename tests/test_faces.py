@@ -289,7 +289,9 @@ def test_truth_of_cross_dataset_translations(tiny_faces_dir):
     # only the brows and the mouth are redrawn: hair, beard, wrinkles and background stay
     assert changed.mean(axis=(1, 2)).max() < 0.08 and not changed[:, :8].any()
     reads += [faces.read_expression(img) == k for img in t]
-  assert np.mean(reads) >= 0.8  # the readers on sharp attribute faces at 32 px (README: 92%)
+  # the readers on sharp attribute faces at 32 px: 99.1% of these 320 (README: 99-100%;
+  # the reader before, which read frowns under wrinkles as level brows: 92%)
+  assert np.mean(reads) >= 0.97
   with pytest.raises(cli.UserError, match='not one the faces builder draws'):
     drawn_truth.truth_images(by_image, -x, expr, one_hot(0))
   # faces labels: the source's own labels give the source; each test grid column
