@@ -89,6 +89,7 @@ _MOUTH_V, _MOUTH_A = 0.47, 0.40  # mouth centre and half-width
 _BEARD_TOP = 0.30
 _WRINKLES_V = (-0.69, -0.55)
 _WRINKLE_BEND, _WRINKLE_HALF_WIDTH = 0.05, 0.45  # each wrinkle's ends lie this much lower; |u| reach
+_WRINKLE_THICKNESS = 0.10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,7 +254,7 @@ def render(content: Content, size: int, hair: int, male: bool, young: bool,
   if not young:
     for wv in _WRINKLES_V:
       bend = lambda uu, wv=wv: wv + _WRINKLE_BEND * (uu / _WRINKLE_HALF_WIDTH) ** 2
-      c.paint(c.stroke(_curve(bend, _WRINKLE_HALF_WIDTH), 0.10),
+      c.paint(c.stroke(_curve(bend, _WRINKLE_HALF_WIDTH), _WRINKLE_THICKNESS),
               skin * _WRINKLE)
     for side in (-1.0, 1.0):
       c.paint(c.stroke([(side * 0.24, 0.16), (side * 0.47, 0.44)], 0.07), skin * _WRINKLE)
@@ -816,6 +817,7 @@ def _open_mouth_darkness(img: np.ndarray, sm: np.ndarray, face: Face, box: np.nd
 _WRINKLE_ROWS_V = -0.40  # rows above this may hold the lower wrinkle; the brows' inner ends lie below
 _BETWEEN_BROWS_U = 0.12  # columns within this of the centre: between the brows' inner ends
 _WRINKLE_GATE = (0.10, 0.18)  # the upper wrinkle's mean darkness: from none to wrinkles
+_UPPER_WRINKLE_BOX = (0.2, 0.07)  # where it is looked for: |u| and |v - its height| under these
 
 
 def _without_wrinkles(dark: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -837,8 +839,9 @@ def _without_wrinkles(dark: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndar
   # The wrinkle bends down towards its ends (the drawing's curve): follow it.
   bend = _WRINKLE_BEND * (np.minimum(np.abs(u), _WRINKLE_HALF_WIDTH) / _WRINKLE_HALF_WIDTH) ** 2
   wrinkle = np.interp(v - bend, v[:, 0], rows, left=0.0, right=0.0)
-  wrinkle = np.where(np.abs(u) <= _WRINKLE_HALF_WIDTH + 0.05, wrinkle, 0.0)
-  upper = (np.abs(u) < 0.2) & (np.abs(v - _WRINKLES_V[0]) < 0.07)
+  wrinkle = np.where(np.abs(u) <= _WRINKLE_HALF_WIDTH + _WRINKLE_THICKNESS / 2, wrinkle, 0.0)
+  upper = ((np.abs(u) < _UPPER_WRINKLE_BOX[0])
+           & (np.abs(v - _WRINKLES_V[0]) < _UPPER_WRINKLE_BOX[1]))
   evidence = dark[upper].mean() if upper.any() else 0.0
   weight = np.clip((evidence - _WRINKLE_GATE[0]) / (_WRINKLE_GATE[1] - _WRINKLE_GATE[0]), 0.0, 1.0)
   return np.clip(dark - weight * wrinkle, 0.0, None)
