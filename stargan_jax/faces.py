@@ -867,11 +867,13 @@ def expression_features(image) -> dict | None:
     # taken away by where they lie (``frown_slope``).
     dark = dark * ~_own_skin_mask(sm, face.skin)
 
+  inner_box = _region(face, size, 0.1, 0.42, -0.62, -0.2, mirror=True)
+  outer_box = _region(face, size, 0.42, 0.75, -0.62, -0.2, mirror=True)
+
   def slope_and_height(d):
     # Per side, the dark pixels' mean height over the brows' inner and outer halves.
     d = np.clip(d - 0.15, 0.0, None)
-    inner = _centroid(d * _region(face, size, 0.1, 0.42, -0.62, -0.2, mirror=True), v)
-    outer = _centroid(d * _region(face, size, 0.42, 0.75, -0.62, -0.2, mirror=True), v)
+    inner, outer = _centroid(d * inner_box, v), _centroid(d * outer_box, v)
     return outer - inner, 0.5 * (inner + outer)
 
   brow_slope, brow_height = slope_and_height(dark)
